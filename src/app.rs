@@ -1,0 +1,1 @@
+//! Wires the runtime, the client, the cache, the filesystem core, the mount and signals.

@@ -1,0 +1,1 @@
+//! Mount a filesystem core with fuser: options, worker threads, kernel cache invalidation.
