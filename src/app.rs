@@ -1,1 +1,332 @@
-//! Wires the runtime, the client, the cache, the filesystem core, the mount and signals.
+//! Wires things together: one tokio runtime, the local vault (for `local`), the client, the
+//! filesystem core, the mount, and signals. Only this module and `main` use `anyhow`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{
+    AuthArg, Cli, Command, DeletedConflictArg, LocalVaultArgs, LogFormat, LoggingArgs, MountArgs,
+};
+use crate::fs::{DeletedConflictPolicy, FsConfig};
+use crate::local_vault::{LocalVault, LocalVaultConfig};
+use crate::mount::{self, MountOptions};
+use crate::vault::auth::{self, AuthKind, TokenCredential};
+use crate::vault::client::{ClientOptions, SecretClient};
+use crate::vault::SecretStore;
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Mount(args) => {
+            init_logging(&args.logging)?;
+            run_mount(*args)
+        }
+        Command::LocalVault(args) => {
+            init_logging(&args.logging)?;
+            run_local_vault(args)
+        }
+    }
+}
+
+fn init_logging(args: &LoggingArgs) -> Result<()> {
+    let default_level = match (args.quiet, args.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    // Our own crate at the chosen level; dependencies stay at warn unless AKVFS_LOG says more.
+    let filter = match std::env::var("AKVFS_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
+            .with_context(|| format!("AKVFS_LOG={spec:?} is not a valid filter"))?,
+        _ => EnvFilter::new(format!("warn,akvfs={default_level}")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match (&args.log_file, args.log_format) {
+        (Some(path), format) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            let builder = builder.with_writer(std::sync::Mutex::new(file)).with_ansi(false);
+            match format {
+                LogFormat::Text => builder.try_init(),
+                LogFormat::Json => builder.json().try_init(),
+            }
+        }
+        (None, LogFormat::Text) => builder.with_writer(std::io::stderr).try_init(),
+        (None, LogFormat::Json) => builder.json().with_writer(std::io::stderr).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("akvfs-rt")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `$XDG_DATA_HOME/akvfs/local-vault`, else `~/.local/share/akvfs/local-vault`.
+pub fn default_data_dir() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/share"),
+            None => bail!("neither XDG_DATA_HOME nor HOME is set; pass --data DIR"),
+        },
+    };
+    Ok(base.join("akvfs").join("local-vault"))
+}
+
+fn local_vault_config(args: &LocalVaultArgs) -> Result<LocalVaultConfig> {
+    let data_dir = if args.in_memory {
+        None
+    } else {
+        Some(match &args.data {
+            Some(dir) => dir.clone(),
+            None => default_data_dir()?,
+        })
+    };
+    Ok(LocalVaultConfig {
+        listen: args.listen,
+        data_dir,
+        hostnames: args.hostnames.clone(),
+        deletion_delay: args.deletion_delay,
+        recoverable_days: args.recoverable_days,
+        soft_delete: !args.no_soft_delete,
+        purge_protection: args.purge_protection,
+        token_ttl: args.token_ttl,
+        strict_api_version: args.strict_api_version,
+        throttle_per_10s: args.throttle.0,
+        ..LocalVaultConfig::default()
+    })
+}
+
+fn run_local_vault(args: LocalVaultArgs) -> Result<()> {
+    let config = local_vault_config(&args)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listen = config.listen;
+        let vault = LocalVault::start(config)
+            .await
+            .with_context(|| format!("cannot start the local vault on {listen}"))?;
+        // What a client needs, as in DIR/env; `source DIR/env` is the usual way to use it.
+        print!("{}", vault.env().to_env_file());
+        println!("# written to {}", vault.env_file().display());
+        tracing::info!(url = vault.vault_url(), "local vault ready");
+        wait_for_termination().await?;
+        tracing::info!("shutting down the local vault");
+        vault.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_termination() -> Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    Ok(())
+}
+
+/// A bare vault name becomes `https://NAME.SUFFIX`; a URL must be https.
+pub fn vault_url(vault: &str, suffix: &str) -> Result<String> {
+    if vault.contains("://") {
+        let url = url::Url::parse(vault).with_context(|| format!("{vault:?} is not a URL"))?;
+        if url.scheme() != "https" {
+            bail!("vault URL {vault:?} must use https");
+        }
+        if url.host_str().is_none() {
+            bail!("vault URL {vault:?} has no host");
+        }
+        Ok(vault.trim_end_matches('/').to_owned())
+    } else if !vault.is_empty()
+        && vault.len() <= 24
+        && vault.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        Ok(format!("https://{vault}.{suffix}"))
+    } else {
+        bail!(
+            "{vault:?} is neither an https URL, a vault name (3-24 letters, digits, '-'), nor `local`"
+        )
+    }
+}
+
+fn auth_kind(arg: AuthArg) -> AuthKind {
+    match arg {
+        AuthArg::Auto => AuthKind::Auto,
+        AuthArg::Env => AuthKind::Env,
+        AuthArg::WorkloadIdentity => AuthKind::WorkloadIdentity,
+        AuthArg::ManagedIdentity => AuthKind::ManagedIdentity,
+        AuthArg::AzureCli => AuthKind::AzureCli,
+    }
+}
+
+fn fs_config(args: &MountArgs) -> FsConfig {
+    FsConfig {
+        cache_ttl: args.cache_ttl,
+        list_ttl: args.list_ttl,
+        negative_ttl: args.negative_ttl,
+        cache_size: args.cache_size,
+        stale_if_error: args.stale_if_error,
+        on_deleted_conflict: match args.on_deleted_conflict {
+            DeletedConflictArg::Recover => DeletedConflictPolicy::Recover,
+            DeletedConflictArg::Fail => DeletedConflictPolicy::Fail,
+        },
+        allow_purge: args.allow_purge,
+        read_only: args.read_only || args.options.iter().any(|o| o == "ro"),
+        uid: args.uid.unwrap_or_else(|| unsafe_free_getuid()),
+        gid: args.gid.unwrap_or_else(|| unsafe_free_getgid()),
+        file_mode: args.file_mode,
+        dir_mode: args.dir_mode,
+    }
+}
+
+fn unsafe_free_getuid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn unsafe_free_getgid() -> u32 {
+    // SAFETY: getgid has no preconditions and cannot fail.
+    unsafe { libc::getgid() }
+}
+
+fn check_mountpoint(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!(
+            "mountpoint {} is not usable; create it with `mkdir -p {}`",
+            path.display(),
+            path.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        bail!("mountpoint {} is not a directory", path.display());
+    }
+    Ok(())
+}
+
+fn run_mount(args: MountArgs) -> Result<()> {
+    check_mountpoint(&args.mountpoint)?;
+    let rt = runtime()?;
+
+    // `local`: the embedded vault runs on our runtime and writes DATA/env like `local-vault`.
+    let mut local = None;
+    let (url, ca_file, credential): (String, Option<PathBuf>, Arc<dyn TokenCredential>) =
+        if args.vault == "local" {
+            let data_dir = match &args.data {
+                Some(dir) => dir.clone(),
+                None => default_data_dir()?,
+            };
+            let config = LocalVaultConfig {
+                listen: args.listen,
+                data_dir: Some(data_dir.clone()),
+                deletion_delay: args.deletion_delay,
+                ..LocalVaultConfig::default()
+            };
+            let vault = rt.block_on(LocalVault::start(config)).with_context(|| {
+                format!("cannot start the local vault in {}", data_dir.display())
+            })?;
+            let env = vault.env().clone();
+            let credential: Arc<dyn TokenCredential> =
+                Arc::new(auth::ClientSecretCredential::new(
+                    env.tenant_id.clone(),
+                    env.client_id.clone(),
+                    env.client_secret.clone(),
+                    Some(env.authority_host.clone()),
+                    Some(env.ca_file.clone()),
+                )?);
+            tracing::info!(url = vault.vault_url(), env = %vault.env_file().display(), "local vault ready");
+            let url = vault.vault_url().to_owned();
+            local = Some(vault);
+            (url, Some(env.ca_file), credential)
+        } else {
+            let url = vault_url(&args.vault, args.cloud.vault_suffix())?;
+            let credential = auth::credential_for(auth_kind(args.auth), &url, args.ca_file.as_deref())
+                .with_context(|| format!("no usable credential for {url}"))?;
+            (url, args.ca_file.clone(), credential)
+        };
+
+    let options = ClientOptions {
+        vault_url: url.clone(),
+        ca_file,
+        request_timeout: args.request_timeout,
+        delete_timeout: args.delete_timeout,
+        ..ClientOptions::default()
+    };
+    let client = {
+        // reqwest's client must be built inside the runtime context.
+        let _guard = rt.enter();
+        SecretClient::new(options, credential)
+            .with_context(|| format!("cannot create a client for {url}"))?
+    };
+    let store: Arc<dyn SecretStore> = Arc::new(client);
+
+    let mount_options = MountOptions {
+        mountpoint: args.mountpoint.clone(),
+        allow_other: args.allow_other,
+        allow_root: args.allow_root,
+        extra_options: args.options.clone(),
+        worker_threads: args.threads.max(1),
+    };
+    let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
+        .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;
+    tracing::info!(vault = %url, mountpoint = %args.mountpoint.display(), "mounted");
+
+    let outcome = rt.block_on(async {
+        let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        loop {
+            tokio::select! {
+                _ = sigint.recv() => return Ok::<bool, anyhow::Error>(true),
+                _ = sigterm.recv() => return Ok(true),
+                _ = sighup.recv() => {
+                    tracing::info!("SIGHUP: dropping all caches");
+                    handle.drop_caches();
+                }
+                _ = handle.unmounted() => return Ok(false),
+            }
+        }
+    });
+    let signalled = outcome?;
+    if signalled {
+        tracing::info!("signal received: committing pending writes and unmounting");
+        handle.commit_pending();
+    }
+    handle
+        .unmount()
+        .with_context(|| format!("cannot unmount {}", args.mountpoint.display()))?;
+    if let Some(vault) = local {
+        rt.block_on(vault.shutdown());
+    }
+    tracing::info!("unmounted");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_names_expand_with_the_cloud_suffix() {
+        assert_eq!(
+            vault_url("myvault", "vault.azure.cn").expect("ok"),
+            "https://myvault.vault.azure.cn"
+        );
+        assert_eq!(
+            vault_url("https://v.vault.azure.net/", "x").expect("ok"),
+            "https://v.vault.azure.net"
+        );
+        assert!(vault_url("http://v.vault.azure.net", "x").is_err());
+        assert!(vault_url("bad_name", "x").is_err());
+    }
+}

@@ -1,1 +1,278 @@
-//! Command line (clap).
+//! Command line: flags parsed once by clap, then validated into the configs of each layer.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "akvfs",
+    version,
+    about = "Mount an Azure Key Vault's secrets as files",
+    long_about = "Mount an Azure Key Vault's secrets as files: `cat` gets a secret, `echo … >` \
+                  sets it, `rm` deletes it (waiting until the vault has finished), `ls` lists \
+                  the vault. `akvfs mount local DIR` runs a local Key Vault and mounts it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount a vault (an https URL, a vault name, or `local`) and serve until unmounted.
+    Mount(Box<MountArgs>),
+    /// Run a standalone local, wire-compatible Key Vault.
+    LocalVault(LocalVaultArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    Auto,
+    Env,
+    WorkloadIdentity,
+    ManagedIdentity,
+    AzureCli,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CloudArg {
+    Public,
+    China,
+    UsGov,
+}
+
+impl CloudArg {
+    pub fn vault_suffix(self) -> &'static str {
+        match self {
+            CloudArg::Public => "vault.azure.net",
+            CloudArg::China => "vault.azure.cn",
+            CloudArg::UsGov => "vault.usgovcloudapi.net",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeletedConflictArg {
+    /// Recover the deleted secret, then set the new value (history kept).
+    Recover,
+    /// Answer EEXIST and log how to recover or purge.
+    Fail,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LoggingArgs {
+    /// More logging (-v debug, -vv trace). `AKVFS_LOG` (EnvFilter syntax) wins when set.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Logging")]
+    pub verbose: u8,
+    /// Less logging (errors only).
+    #[arg(short, long, global = true, help_heading = "Logging")]
+    pub quiet: bool,
+    /// Write logs to this file instead of standard error.
+    #[arg(long, value_name = "PATH", global = true, help_heading = "Logging")]
+    pub log_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, help_heading = "Logging")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// `https://NAME.vault.azure.net` (or any https URL), a bare vault name, or `local`.
+    pub vault: String,
+    /// Empty directory to mount on.
+    pub mountpoint: PathBuf,
+
+    /// Cloud used to expand a bare vault name.
+    #[arg(long, value_enum, default_value_t = CloudArg::Public, help_heading = "Vault")]
+    pub cloud: CloudArg,
+    /// Credential to use (`auto` tries env, workload identity, managed identity, Azure CLI).
+    #[arg(long, value_enum, default_value_t = AuthArg::Auto, help_heading = "Vault")]
+    pub auth: AuthArg,
+    /// Extra trust root (PEM) for the vault and token endpoints; defaults to `$AKVFS_CA_FILE`.
+    #[arg(long, value_name = "PEM", env = "AKVFS_CA_FILE", help_heading = "Vault")]
+    pub ca_file: Option<PathBuf>,
+    /// Deadline of one vault request, retries included.
+    #[arg(long, value_parser = parse_duration, default_value = "30s", help_heading = "Vault")]
+    pub request_timeout: Duration,
+    /// With `local`: where the embedded vault keeps its data
+    /// (default `$XDG_DATA_HOME/akvfs/local-vault`).
+    #[arg(long, value_name = "DIR", help_heading = "Local vault")]
+    pub data: Option<PathBuf>,
+    /// With `local`: address of the embedded vault (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0", help_heading = "Local vault")]
+    pub listen: SocketAddr,
+    /// With `local`: how long a deletion or recovery takes to complete.
+    #[arg(long, value_parser = parse_duration, default_value = "1s", help_heading = "Local vault")]
+    pub deletion_delay: Duration,
+
+    /// Refuse every change (EROFS).
+    #[arg(long, help_heading = "Mount")]
+    pub read_only: bool,
+    /// Owner of every file (default: the user running akvfs).
+    #[arg(long, help_heading = "Mount")]
+    pub uid: Option<u32>,
+    /// Group of every file (default: the group running akvfs).
+    #[arg(long, help_heading = "Mount")]
+    pub gid: Option<u32>,
+    /// Permission bits of secret files (octal).
+    #[arg(long, value_parser = parse_mode, default_value = "0600", help_heading = "Mount")]
+    pub file_mode: u16,
+    /// Permission bits of directories (octal).
+    #[arg(long, value_parser = parse_mode, default_value = "0700", help_heading = "Mount")]
+    pub dir_mode: u16,
+    /// Let other users access the mount (needs `user_allow_other` in /etc/fuse.conf).
+    #[arg(long, help_heading = "Mount")]
+    pub allow_other: bool,
+    /// Let root access the mount.
+    #[arg(long, help_heading = "Mount")]
+    pub allow_root: bool,
+    /// Mount options as in fstab (`-o ro,allow_other,uid=1000`).
+    #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',', help_heading = "Mount")]
+    pub options: Vec<String>,
+    /// FUSE worker threads (a slow secret never blocks another).
+    #[arg(long, default_value_t = 8, help_heading = "Mount")]
+    pub threads: usize,
+
+    /// How long a secret's value and attributes are trusted.
+    #[arg(long, value_parser = parse_duration, default_value = "30s", help_heading = "Cache")]
+    pub cache_ttl: Duration,
+    /// How long a directory listing is trusted.
+    #[arg(long, value_parser = parse_duration, default_value = "30s", help_heading = "Cache")]
+    pub list_ttl: Duration,
+    /// How long "no such secret" is remembered.
+    #[arg(long, value_parser = parse_duration, default_value = "5s", help_heading = "Cache")]
+    pub negative_ttl: Duration,
+    /// Bytes of secret values held in memory.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, help_heading = "Cache")]
+    pub cache_size: usize,
+    /// When the vault fails, serve a cached value up to this age instead of an error.
+    #[arg(long, value_name = "MAX-AGE", value_parser = parse_duration, help_heading = "Cache")]
+    pub stale_if_error: Option<Duration>,
+
+    /// What writing a deleted-but-recoverable name does.
+    #[arg(long, value_enum, default_value_t = DeletedConflictArg::Recover, help_heading = "Behaviour")]
+    pub on_deleted_conflict: DeletedConflictArg,
+    /// Allow `rm .deleted/NAME` to purge (irreversible).
+    #[arg(long, help_heading = "Behaviour")]
+    pub allow_purge: bool,
+    /// How long `rm` waits for the vault to finish a deletion.
+    #[arg(long, value_parser = parse_duration, default_value = "2m", help_heading = "Behaviour")]
+    pub delete_timeout: Duration,
+
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalVaultArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Data directory (SQLite state, TLS material, `env`);
+    /// default `$XDG_DATA_HOME/akvfs/local-vault`.
+    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    pub data: Option<PathBuf>,
+    /// Keep secrets in memory only.
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Extra DNS name for the TLS certificate (repeatable).
+    #[arg(long = "hostname", value_name = "NAME")]
+    pub hostnames: Vec<String>,
+    /// How long a deletion or recovery takes to complete.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub deletion_delay: Duration,
+    /// Days a deleted secret stays recoverable.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(7..=90))]
+    pub recoverable_days: i64,
+    /// Make delete final (recovery level `Purgeable`, no `recoveryId`).
+    #[arg(long)]
+    pub no_soft_delete: bool,
+    /// Refuse purge (403) and report a protected recovery level.
+    #[arg(long)]
+    pub purge_protection: bool,
+    /// Lifetime of issued access tokens.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub token_ttl: Duration,
+    /// Reject api-versions the service does not know.
+    #[arg(long)]
+    pub strict_api_version: bool,
+    /// Throttling: `off`, `real` (4,000 transactions per 10 s), or N per 10 s.
+    #[arg(long, default_value = "real", value_parser = parse_throttle)]
+    pub throttle: Throttle,
+
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle(pub Option<u32>);
+
+/// The service's published limit: 4,000 transactions per 10 s per vault.
+pub const REAL_THROTTLE_PER_10S: u32 = 4000;
+
+fn parse_throttle(s: &str) -> Result<Throttle, String> {
+    match s {
+        "off" => Ok(Throttle(None)),
+        "real" => Ok(Throttle(Some(REAL_THROTTLE_PER_10S))),
+        n => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| Throttle(Some(n)))
+            .ok_or_else(|| format!("'{s}' is not off, real, or a positive number")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 30s or 2m: {e}"))
+}
+
+fn parse_mode(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("'{s}' is not an octal mode like 0600"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn mount_defaults_follow_the_spec() {
+        let cli = Cli::try_parse_from(["akvfs", "mount", "local", "/tmp/m"]).expect("parse");
+        let Command::Mount(m) = cli.command else {
+            panic!("expected mount")
+        };
+        assert_eq!(m.file_mode, 0o600);
+        assert_eq!(m.dir_mode, 0o700);
+        assert_eq!(m.on_deleted_conflict, DeletedConflictArg::Recover);
+        assert_eq!(m.auth, AuthArg::Auto);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(Cli::try_parse_from(["akvfs", "mount", "v", "m", "--cache-ttl", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["akvfs", "mount", "v", "m", "--file-mode", "999"]).is_err());
+        assert!(Cli::try_parse_from(["akvfs", "local-vault", "--throttle", "0"]).is_err());
+        let cli = Cli::try_parse_from(["akvfs", "local-vault", "--throttle", "off"]).expect("ok");
+        let Command::LocalVault(lv) = cli.command else {
+            panic!("expected local-vault")
+        };
+        assert_eq!(lv.throttle, Throttle(None));
+    }
+}

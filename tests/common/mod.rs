@@ -1,0 +1,300 @@
+//! Test harness: a real `akvfs mount local` daemon (embedded local vault over real HTTPS, real
+//! FUSE mount), the local vault's counters, and a second client talking to the same vault.
+#![allow(dead_code)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use akvfs::local_vault::{AdminClient, Counters, LocalVaultEnv};
+use akvfs::secret_value::SecretValue;
+use akvfs::vault::auth::{ClientSecretCredential, TokenCredential};
+use akvfs::vault::client::{ClientOptions, SecretClient};
+use akvfs::vault::model::SecretSetParameters;
+use akvfs::vault::SecretStore;
+
+pub fn akvfs_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_akvfs")
+}
+
+/// A running `akvfs mount local MNT --data DIR`, unmounted (SIGINT) on drop.
+pub struct LocalMount {
+    pub dir: tempfile::TempDir,
+    pub mountpoint: PathBuf,
+    pub data: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+    pub env: LocalVaultEnv,
+    rt: tokio::runtime::Runtime,
+    admin: AdminClient,
+    other: Arc<SecretClient>,
+}
+
+impl LocalMount {
+    /// Mount with test-friendly defaults (short deletion delay) plus `extra` flags.
+    pub fn start(extra: &[&str]) -> LocalMount {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra)
+    }
+
+    /// Mount on an existing test directory (to restart on the same data).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> LocalMount {
+        let mountpoint = dir.path().join("m");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&mountpoint).expect("mkdir m");
+        let log = dir.path().join(format!("akvfs-{}.log", unique()));
+        let env_file = data.join("env");
+        let _ = std::fs::remove_file(&env_file);
+        let child = Command::new(akvfs_bin())
+            .arg("mount")
+            .arg("local")
+            .arg(&mountpoint)
+            .arg("--data")
+            .arg(&data)
+            .args(["--deletion-delay", "300ms"])
+            .args(extra)
+            .env("AKVFS_LOG", "akvfs=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn akvfs mount local");
+        let mut child = child;
+        wait_until_mounted(&mut child, &mountpoint, &env_file, &log);
+        let env = LocalVaultEnv::read_env_file(&env_file).expect("read env file");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (admin, other) = {
+            let _guard = rt.enter();
+            (
+                AdminClient::new(&env).expect("admin client"),
+                Arc::new(client_for(&env)),
+            )
+        };
+        LocalMount {
+            dir,
+            mountpoint,
+            data,
+            child: Some(child),
+            log,
+            env,
+            rt,
+            admin,
+            other,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mountpoint.join(name)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.rt.block_on(self.admin.counters()).expect("counters")
+    }
+
+    pub fn reset_counters(&self) {
+        self.rt
+            .block_on(self.admin.reset_counters())
+            .expect("reset counters")
+    }
+
+    /// Secret operations counted by the vault (the token endpoint is not one).
+    pub fn vault_calls(&self) -> u64 {
+        let c = self.counters();
+        [
+            "set_secret",
+            "get_secret",
+            "update_secret",
+            "delete_secret",
+            "list_secrets",
+            "list_secret_versions",
+            "list_deleted_secrets",
+            "get_deleted_secret",
+            "purge_deleted_secret",
+            "recover_deleted_secret",
+        ]
+        .iter()
+        .map(|op| c.count(op))
+        .sum()
+    }
+
+    /// Another client of the same vault (what a colleague or a script would use).
+    pub fn other_client(&self) -> Arc<SecretClient> {
+        self.other.clone()
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn other_set(&self, name: &str, value: &str) {
+        let params = SecretSetParameters {
+            value: SecretValue::from(value),
+            ..Default::default()
+        };
+        self.block_on(self.other.set_secret(name, params))
+            .expect("other client set");
+    }
+
+    pub fn other_get(&self, name: &str) -> String {
+        let bundle = self
+            .block_on(self.other.get_secret(name, None))
+            .expect("other client get");
+        bundle
+            .value
+            .map(|v| v.expose().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// SIGINT the daemon and wait for it; returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        signal(&child, libc::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                force_unmount(&self.mountpoint);
+                panic!("akvfs did not exit after SIGINT; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop and hand back the test directory, to mount again on the same data.
+    pub fn stop_keep_dir(mut self) -> (ExitStatus, tempfile::TempDir) {
+        let status = self.stop();
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        let dir = std::mem::replace(&mut self.dir, placeholder);
+        (status, dir)
+    }
+}
+
+impl Drop for LocalMount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if is_mountpoint(&self.mountpoint) {
+            force_unmount(&self.mountpoint);
+        }
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+pub fn force_unmount(path: &Path) {
+    let _ = Command::new("umount").arg("-l").arg(path).status();
+}
+
+/// A directory is a mountpoint when its device differs from its parent's.
+pub fn is_mountpoint(path: &Path) -> bool {
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+pub fn client_for(env: &LocalVaultEnv) -> SecretClient {
+    let credential: Arc<dyn TokenCredential> = Arc::new(
+        ClientSecretCredential::new(
+            env.tenant_id.clone(),
+            env.client_id.clone(),
+            env.client_secret.clone(),
+            Some(env.authority_host.clone()),
+            Some(env.ca_file.clone()),
+        )
+        .expect("credential"),
+    );
+    SecretClient::new(
+        ClientOptions {
+            vault_url: env.vault_url.clone(),
+            ca_file: Some(env.ca_file.clone()),
+            ..ClientOptions::default()
+        },
+        credential,
+    )
+    .expect("client")
+}
+
+fn wait_until_mounted(child: &mut Child, mountpoint: &Path, env_file: &Path, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "akvfs exited early with {status}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if is_mountpoint(mountpoint) && env_file.exists() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "mount did not come up; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Run `sh -c SCRIPT` in DIR; returns the output (never panics on failure).
+pub fn sh(dir: &Path, script: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh")
+}
+
+pub fn sh_ok(dir: &Path, script: &str) -> String {
+    let out = sh(dir, script);
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
