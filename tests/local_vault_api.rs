@@ -952,3 +952,115 @@ async fn admin_reset_wipes_live_and_deleted_secrets() {
     assert_eq!(tv.get("/deletedsecrets/b").await.0, 404);
     assert_eq!(tv.put("b", "fresh").await.0, 200);
 }
+
+#[tokio::test]
+async fn http1_and_http2_clients_both_work_and_ids_follow_the_host_used() {
+    let tv = TestVault::start().await;
+    tv.put("proto", "v").await;
+    let port = tv
+        .vault
+        .vault_url()
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let pem = std::fs::read(&tv.vault.env().ca_file).expect("ca");
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .http1_only()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = h1
+        .get(tv.url("/secrets/proto"))
+        .bearer_auth(&tv.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), 200);
+    let resp = tv
+        .http
+        .get(tv.url("/secrets/proto"))
+        .bearer_auth(&tv.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
+
+    // Through `localhost` the resource, the token audience and the ids follow that host.
+    let base = format!("https://localhost:{port}");
+    let resp = h1
+        .get(format!("{base}/secrets/proto?{}", local_vault_support::API))
+        .bearer_auth(&tv.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        resp.status(),
+        401,
+        "token audience is the 127.0.0.1 resource"
+    );
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.ends_with(&format!("resource=\"{base}\"")),
+        "{challenge}"
+    );
+    let token = get_token(&h1, tv.vault.env(), &base).await;
+    let body: Value = h1
+        .get(format!("{base}/secrets/proto?{}", local_vault_support::API))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(body["id"]
+        .as_str()
+        .expect("id")
+        .starts_with(&format!("{base}/secrets/proto/")));
+}
+
+#[tokio::test]
+async fn invalid_names_are_bad_parameters_on_every_operation() {
+    let tv = TestVault::start().await;
+    for (method, path) in [
+        (Method::GET, "/secrets/bad_name"),
+        (Method::DELETE, "/secrets/bad_name"),
+        (Method::GET, "/deletedsecrets/bad_name"),
+        (Method::GET, "/secrets/bad_name/versions"),
+    ] {
+        let (s, body) = tv.call(method.clone(), path, None).await;
+        assert_eq!(s, 400, "{method} {path}");
+        assert_eq!(
+            body,
+            json!({"error":{"code":"BadParameter","message":"The request URI contains an invalid name: bad_name"}})
+        );
+    }
+}
+
+#[tokio::test]
+async fn throttled_answer_uses_the_service_text() {
+    let tv = TestVault::start_with(|c| {
+        c.throttle_per_10s = Some(100);
+        c.throttle_sets_per_10s = Some(2);
+    })
+    .await;
+    assert_eq!(tv.put("t1", "v").await.0, 200);
+    assert_eq!(tv.put("t2", "v").await.0, 200);
+    let (s, body) = tv.put("t3", "v").await;
+    assert_eq!(s, 429, "set limit reached");
+    assert_eq!(
+        body,
+        json!({"error":{"code":"Throttled","message":"Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached"}})
+    );
+    assert_eq!(
+        tv.get("/secrets/t1").await.0,
+        200,
+        "gets are not limited by sets"
+    );
+}

@@ -341,12 +341,20 @@ async fn apply_fault(fault: Option<super::control::FaultAction>) -> Option<Respo
         return Some(resp);
     }
     let status = StatusCode::from_u16(fault.status?).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = match status {
+        StatusCode::INTERNAL_SERVER_ERROR => "InternalServerError",
+        StatusCode::BAD_GATEWAY => "BadGateway",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        StatusCode::GATEWAY_TIMEOUT => "GatewayTimeout",
+        StatusCode::REQUEST_TIMEOUT => "RequestTimeout",
+        _ => "InjectedFault",
+    };
     let mut err = if status == StatusCode::TOO_MANY_REQUESTS {
         ApiError::throttled(None)
     } else {
         ApiError::new(
             status,
-            "InjectedFault",
+            code,
             format!("Fault injected by the local vault's test controls (status {status})."),
         )
     };
@@ -1182,7 +1190,14 @@ async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Response {
                     return ApiError::bad_parameter(format!("unknown permission: {bad}"))
                         .into_response();
                 }
-                match st.add_principal(p.permissions) {
+                let shared = st.clone();
+                let added =
+                    tokio::task::spawn_blocking(move || shared.add_principal(p.permissions))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ApiError::internal("storing the principal failed"))
+                        });
+                match added {
                     Ok(NewPrincipal {
                         client_id,
                         client_secret,

@@ -135,7 +135,7 @@ impl ApiError {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Throttled",
-            "Request was not processed because too many requests were received. Reason: A0001",
+            "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached",
         );
         e.retry_after = retry_after;
         e
