@@ -32,7 +32,7 @@ async fn child_vault_process() {
 fn spawn_child(dir: &std::path::Path) -> (Child, LocalVaultEnv) {
     let env_file = dir.join("env");
     let _ = std::fs::remove_file(&env_file);
-    let child = Command::new(std::env::current_exe().expect("test binary"))
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args(["--ignored", "--exact", "child_vault_process", "--nocapture"])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::null())
@@ -44,7 +44,11 @@ fn spawn_child(dir: &std::path::Path) -> (Child, LocalVaultEnv) {
         if let Ok(env) = LocalVaultEnv::read_env_file(&env_file) {
             return (child, env);
         }
-        assert!(Instant::now() < deadline, "child vault did not start");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child vault did not start");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
