@@ -29,6 +29,8 @@ async fn child_vault_process() {
     }
 }
 
+// The caller reaps the child (`kill_9` waits for it).
+#[allow(clippy::zombie_processes)]
 fn spawn_child(dir: &std::path::Path) -> (Child, LocalVaultEnv) {
     let env_file = dir.join("env");
     let _ = std::fs::remove_file(&env_file);
