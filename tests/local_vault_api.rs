@@ -1064,3 +1064,21 @@ async fn throttled_answer_uses_the_service_text() {
         "gets are not limited by sets"
     );
 }
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_secrets_still_read_like_the_service() {
+    let tv = TestVault::start().await;
+    let (s, _) = tv
+        .call(
+            Method::PUT,
+            "/secrets/expired",
+            Some(json!({"value":"old","attributes":{"exp":1_000_000_000_i64,"nbf":4_000_000_000_i64}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, got) = tv.get("/secrets/expired").await;
+    assert_eq!(s, 200);
+    assert_eq!(got["value"], "old");
+    assert_eq!(got["attributes"]["exp"], 1_000_000_000_i64);
+    assert_eq!(got["attributes"]["nbf"], 4_000_000_000_i64);
+}

@@ -517,6 +517,8 @@ async fn vault_op(
         }
         VaultOp::Get(name, version) => {
             let rec = blocking(st, move |s| s.get(&name, version.as_deref(), now)).await?;
+            // Like the service: `enabled: false` forbids reading the value, while `nbf`/`exp`
+            // are informational for secrets (an expired secret still reads, answering 200).
             if !rec.version.enabled {
                 return Err(ApiError::disabled("get"));
             }

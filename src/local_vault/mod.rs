@@ -328,7 +328,13 @@ impl LocalVault {
             identity_header: meta.identity_header.clone(),
         };
         let env_file = dir.join("env");
-        write_private_file(&env_file, env.to_env_file().as_bytes())?;
+        // Atomic replace: whoever waits for `env` to appear never reads half a file.
+        let tmp = dir.join(".env.tmp");
+        write_private_file(&tmp, env.to_env_file().as_bytes())?;
+        std::fs::rename(&tmp, &env_file).map_err(|source| LocalVaultError::Io {
+            what: format!("renaming {} to {}", tmp.display(), env_file.display()),
+            source,
+        })?;
 
         let shared = Arc::new(Shared {
             throttle: Throttle::new(config.throttle_per_10s, config.throttle_sets_per_10s),
