@@ -121,10 +121,9 @@ pub(crate) struct Shared {
     vault_url: String,
     /// `host:port` for requests that name none.
     default_host: String,
-    /// client id → secret permissions (the access policies).
-    principals: RwLock<HashMap<String, Vec<String>>>,
-    /// client id → client secret.
-    principal_secrets: RwLock<HashMap<String, SecretValue>>,
+    /// client id → principal (client secret and access policy), mirrored from the store so the
+    /// hot path never touches the database for it.
+    principals: RwLock<HashMap<String, PrincipalRecord>>,
 }
 
 impl Shared {
@@ -164,10 +163,7 @@ impl Shared {
     fn remember(&self, p: &PrincipalRecord) {
         self.principals
             .write()
-            .insert(p.client_id.clone(), p.permissions.clone());
-        self.principal_secrets
-            .write()
-            .insert(p.client_id.clone(), p.secret.clone());
+            .insert(p.client_id.clone(), p.clone());
     }
 }
 
@@ -352,7 +348,6 @@ impl LocalVault {
             vault_url: vault_url.clone(),
             default_host,
             principals: RwLock::new(HashMap::new()),
-            principal_secrets: RwLock::new(HashMap::new()),
         });
         for p in &principals {
             shared.remember(p);

@@ -119,7 +119,11 @@ pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request
             },
         );
     };
-    let known = st.principal_secrets.read().get(client_id).cloned();
+    let known = st
+        .principals
+        .read()
+        .get(client_id)
+        .map(|p| p.secret.clone());
     let Some(expected) = known else {
         return aad_error(
             StatusCode::BAD_REQUEST,
@@ -232,7 +236,7 @@ pub(super) fn managed_identity(st: &Shared, req: &Request) -> Response {
         );
     };
     let client_id = query_get(&pairs, "client_id")
-        .filter(|id| st.principal_secrets.read().contains_key(*id))
+        .filter(|id| st.principals.read().contains_key(*id))
         .unwrap_or(&st.default_client_id)
         .to_owned();
     match issue(st, &client_id, &resource) {

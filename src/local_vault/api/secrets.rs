@@ -154,7 +154,7 @@ pub(super) async fn vault_op(
         .principals
         .read()
         .get(&claims.appid)
-        .is_some_and(|perms| perms.iter().any(|p| p == op.permission()));
+        .is_some_and(|p| p.permissions.iter().any(|x| x == op.permission()));
     if !permitted {
         return Err(ApiError::forbidden_by_policy(
             op.permission(),
