@@ -1082,3 +1082,23 @@ async fn expired_and_not_yet_valid_secrets_still_read_like_the_service() {
     assert_eq!(got["attributes"]["exp"], 1_000_000_000_i64);
     assert_eq!(got["attributes"]["nbf"], 4_000_000_000_i64);
 }
+
+#[tokio::test]
+async fn admin_seed_fills_the_vault_in_one_go_without_counting_or_throttling() {
+    let tv = TestVault::start_with(|c| {
+        c.throttle_per_10s = Some(10);
+    })
+    .await;
+    let admin = tv.admin();
+    admin.reset_counters().await.expect("reset");
+    admin
+        .seed("bench-", 1000, "v".repeat(1024).as_str())
+        .await
+        .expect("seed");
+    assert_eq!(admin.counters().await.expect("counters").total(), 0);
+    let (s, got) = tv.get("/secrets/bench-00999").await;
+    assert_eq!(s, 200);
+    assert_eq!(got["value"].as_str().expect("value").len(), 1024);
+    assert_eq!(tv.get("/secrets/bench-01000").await.0, 404);
+    assert!(admin.seed("bad_prefix", 1, "v").await.is_err());
+}

@@ -10,6 +10,7 @@
 //! | `DELETE /_akvfs/faults` | | remove all fault rules |
 //! | `POST /_akvfs/clock/advance` | `{"seconds":N}` | move the vault clock (purge schedule, token expiry, pending deletions) |
 //! | `POST /_akvfs/reset` | | wipe every secret, live and deleted |
+//! | `POST /_akvfs/seed` | [`SeedRequest`] | set `count` secrets `{prefix}{i:05}` = `value` in one transaction (not counted, not throttled) |
 //! | `POST /_akvfs/principals` | `{"permissions":["get",…]}` | add a principal; answers [`NewPrincipal`] |
 
 use std::collections::BTreeMap;
@@ -140,6 +141,15 @@ pub struct ClockAdvance {
     pub seconds: i64,
 }
 
+/// Body of `POST /_akvfs/seed`: benchmarks fill a vault quickly without going through the
+/// throttled, one-fsync-per-set data plane.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedRequest {
+    pub prefix: String,
+    pub count: usize,
+    pub value: SecretValue,
+}
+
 /// Body of `POST /_akvfs/principals`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PrincipalRequest {
@@ -247,6 +257,23 @@ impl AdminClient {
     /// Wipe every secret (live and deleted).
     pub async fn reset(&self) -> Result<(), LocalVaultError> {
         self.send(reqwest::Method::POST, "/_akvfs/reset", None)
+            .await
+            .map(drop)
+    }
+
+    /// Set `count` secrets named `{prefix}{i:05}` (i = 0..count) to `value`, in one transaction.
+    pub async fn seed(
+        &self,
+        prefix: &str,
+        count: usize,
+        value: &str,
+    ) -> Result<(), LocalVaultError> {
+        let body = Self::to_json(&SeedRequest {
+            prefix: prefix.to_owned(),
+            count,
+            value: SecretValue::from(value),
+        })?;
+        self.send(reqwest::Method::POST, "/_akvfs/seed", Some(body))
             .await
             .map(drop)
     }

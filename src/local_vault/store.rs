@@ -346,11 +346,41 @@ impl Store {
 
     /// `PUT /secrets/{name}`: a new version.
     pub fn set(&self, name: &str, new: NewVersion, now: Now) -> Result<SecretRecord, ApiError> {
-        let key = fold(name);
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
-        let display = match Self::state(&tx, &key, now).map_err(db_err)? {
+        let record = Self::set_in(&tx, name, new, now)?;
+        tx.commit().map_err(db_err)?;
+        Ok(record)
+    }
+
+    /// Sets many secrets in one transaction (one fsync): the admin seeding of benchmarks.
+    /// All or nothing.
+    pub fn set_many(
+        &self,
+        items: impl IntoIterator<Item = (String, NewVersion)>,
+        now: Now,
+    ) -> Result<usize, ApiError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(db_err)?;
+        Self::sweep_expired(&tx, now).map_err(db_err)?;
+        let mut count = 0;
+        for (name, new) in items {
+            Self::set_in(&tx, &name, new, now)?;
+            count += 1;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(count)
+    }
+
+    fn set_in(
+        tx: &Transaction<'_>,
+        name: &str,
+        new: NewVersion,
+        now: Now,
+    ) -> Result<SecretRecord, ApiError> {
+        let key = fold(name);
+        let display = match Self::state(tx, &key, now).map_err(db_err)? {
             None => {
                 tx.execute(
                     "INSERT INTO secrets(key, name, state, ready_at, next_seq) \
@@ -389,8 +419,7 @@ impl Store {
             created: now.secs(),
             updated: now.secs(),
         };
-        Self::insert_version(&tx, &key, seq, &record).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
+        Self::insert_version(tx, &key, seq, &record).map_err(db_err)?;
         Ok(SecretRecord {
             name: display,
             version: record,

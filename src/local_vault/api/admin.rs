@@ -9,10 +9,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::json_response;
 use super::secrets::{blocking, read_json};
-use crate::local_vault::admin::{ClockAdvance, FaultSpec, NewPrincipal, PrincipalRequest};
+use crate::local_vault::admin::{
+    ClockAdvance, FaultSpec, NewPrincipal, PrincipalRequest, SeedRequest,
+};
 use crate::local_vault::auth::{self};
 use crate::local_vault::error::ApiError;
+use crate::local_vault::store::{NewVersion, Now};
 use crate::local_vault::Shared;
+use crate::vault::model::{is_valid_secret_name, MAX_SECRET_VALUE_CHARS};
 
 pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Response {
     let authorized = req
@@ -60,6 +64,10 @@ pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Respo
             Ok(()) => ok(),
             Err(e) => e.into_response(),
         },
+        (Method::POST, "seed") => match read_json::<SeedRequest>(req).await {
+            Ok(seed) => seed_secrets(st, seed).await,
+            Err(e) => e.into_response(),
+        },
         (Method::POST, "principals") => match read_json::<PrincipalRequest>(req).await {
             Ok(p) => {
                 if let Some(bad) = p
@@ -99,5 +107,43 @@ pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Respo
             format!("No admin endpoint {path}."),
         )
         .into_response(),
+    }
+}
+
+async fn seed_secrets(st: &Arc<Shared>, seed: SeedRequest) -> Response {
+    const MAX_SEED: usize = 100_000;
+    let widest = format!("{}{:05}", seed.prefix, seed.count.saturating_sub(1));
+    if seed.count > MAX_SEED || !is_valid_secret_name(&widest) || seed.prefix.is_empty() {
+        return ApiError::bad_parameter(format!(
+            "seed needs a valid name prefix and at most {MAX_SEED} secrets"
+        ))
+        .into_response();
+    }
+    if seed.value.char_count() > MAX_SECRET_VALUE_CHARS {
+        return ApiError::bad_parameter("seed value is over the service limit").into_response();
+    }
+    let now = Now {
+        ms: st.clock.now_ms(),
+    };
+    let result = blocking(st, move |s| {
+        let items = (0..seed.count).map(|i| {
+            (
+                format!("{}{i:05}", seed.prefix),
+                NewVersion {
+                    value: seed.value.clone(),
+                    content_type: None,
+                    tags: None,
+                    enabled: true,
+                    nbf: None,
+                    exp: None,
+                },
+            )
+        });
+        s.set_many(items, now)
+    })
+    .await;
+    match result {
+        Ok(count) => json_response(StatusCode::OK, &serde_json::json!({ "count": count })),
+        Err(e) => e.into_response(),
     }
 }
