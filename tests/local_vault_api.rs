@@ -1102,3 +1102,57 @@ async fn admin_seed_fills_the_vault_in_one_go_without_counting_or_throttling() {
     assert_eq!(tv.get("/secrets/bench-01000").await.0, 404);
     assert!(admin.seed("bad_prefix", 1, "v").await.is_err());
 }
+
+/// Follows nextLink from `path` and returns every item.
+async fn collect_pages(tv: &TestVault, path: &str) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut pages = 0;
+    let mut next = Some(tv.url(path));
+    while let Some(url) = next {
+        let page: Value = tv
+            .http
+            .get(&url)
+            .bearer_auth(&tv.token)
+            .send()
+            .await
+            .expect("page")
+            .json()
+            .await
+            .expect("json");
+        items.extend(page["value"].as_array().expect("value").iter().cloned());
+        next = page["nextLink"].as_str().map(str::to_owned);
+        pages += 1;
+    }
+    (items, pages)
+}
+
+#[tokio::test]
+async fn versions_and_deleted_lists_page_with_maxresults() {
+    let tv = TestVault::start().await;
+    for i in 0..12 {
+        assert_eq!(tv.put("Many", &format!("v{i}")).await.0, 200);
+    }
+    let (items, pages) = collect_pages(&tv, "/secrets/many/versions?maxresults=5").await;
+    assert_eq!((items.len(), pages), (12, 3));
+    let mut ids: Vec<&str> = items
+        .iter()
+        .map(|i| i["id"].as_str().expect("id"))
+        .collect();
+    assert!(ids.iter().all(|id| id.contains("/secrets/Many/")));
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "no version repeated across pages");
+
+    for i in 0..7 {
+        tv.put(&format!("gone-{i}"), "v").await;
+        tv.delete(&format!("/secrets/gone-{i}")).await;
+    }
+    for i in 0..7 {
+        tv.wait_for(&format!("/deletedsecrets/gone-{i}"), 200).await;
+    }
+    let (items, pages) = collect_pages(&tv, "/deletedsecrets?maxresults=3").await;
+    assert_eq!((items.len(), pages), (7, 3));
+    assert!(items.iter().all(|i| i["recoveryId"]
+        .as_str()
+        .expect("recoveryId")
+        .contains("/deletedsecrets/gone-")));
+}

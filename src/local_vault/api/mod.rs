@@ -256,6 +256,11 @@ fn finish(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert(header::EXPIRES, HeaderValue::from_static("-1"));
+    h.insert("x-ms-keyvault-region", HeaderValue::from_static("local"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000;includeSubDomains"),
+    );
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
