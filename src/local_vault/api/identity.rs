@@ -214,8 +214,9 @@ pub(super) fn discovery(st: &Shared, req: &Request) -> Response {
 }
 
 /// App Service managed identity (api-version 2019-08-01): `GET IDENTITY_ENDPOINT?resource=…`
-/// with `X-IDENTITY-HEADER`. Answers for the default principal (or `client_id` when it names
-/// another known one).
+/// with `X-IDENTITY-HEADER`, answered as App Service does (`expires_on` a string of epoch
+/// seconds, no `expires_in`). The identity is the default principal, or `client_id` when it
+/// names another known one.
 pub(super) fn managed_identity(st: &Shared, req: &Request) -> Response {
     let header_ok = req
         .headers()
@@ -247,7 +248,7 @@ pub(super) fn managed_identity(st: &Shared, req: &Request) -> Response {
                 &serde_json::json!({
                     "access_token": token,
                     "expires_on": expires_on.to_string(),
-                    "expires_in": ttl,
+
                     "resource": resource,
                     "token_type": "Bearer",
                     "client_id": client_id,
