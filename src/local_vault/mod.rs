@@ -1,14 +1,33 @@
 //! The local, wire-compatible Key Vault (`akvfs local-vault`, and the embedded vault of
 //! `akvfs mount local`). Depends only on `vault::model`.
 //!
-//! Files: `api` (HTTP surface: routing, auth pipeline, rendering, token issuance, admin
-//! endpoints), `store` (SQLite state), `auth` (JWTs, challenge resource), `tls` (local CA and
-//! leaf), `control` (clock, counters, faults, throttling), `admin` (admin types and client),
-//! `env` (the `DIR/env` file).
-//!
 //! `LocalVault::start` binds, loads or creates the data dir's TLS material, database and default
 //! principal, writes `DIR/env` (0600) and serves on the current tokio runtime until `shutdown`
 //! or drop.
+//!
+//! Files: `api/` (HTTP surface: dispatch, data plane, wire JSON, backup blobs, token issuance,
+//! admin endpoints), `store` (SQLite state), `auth` (JWTs, challenge resource), `tls` (local CA
+//! and leaf), `control` (clock, counters, faults, throttling), `admin` (admin types and client),
+//! `env` (the `DIR/env` file).
+//!
+//! Decisions where the service leaves room (each pinned by a test):
+//! - Challenge `resource`: the parent domain of the request's host when it has one (as Azure),
+//!   else the host itself with its port (`https://127.0.0.1:PORT`); `authorization` is
+//!   `https://HOST:PORT/TENANT` on the host the client used. Tokens must carry that audience.
+//! - Names: case-insensitive; the first spelling is kept for ids and listings, a set through
+//!   another spelling adds a version to the same secret.
+//! - Request pipeline: injected fault → authentication (before body and api-version) →
+//!   throttling → api-version → access policy → name rule → body → store.
+//! - Deletion and recovery complete `deletion_delay` after the request on the vault clock; until
+//!   then the target answers 404 and a set answers 409 (`ObjectIsBeingDeleted`, or
+//!   `ObjectIsBeingRecovered` during a recovery). Expired deleted secrets are purged lazily.
+//! - `exp`/`nbf` do not block reads (the service does not enforce them for secrets).
+//! - `GET /secrets/{name}/versions` of an unknown name answers an empty list.
+//! - Throttling: fixed 10-second windows for all transactions and for sets, 429 `Throttled`
+//!   with `Retry-After` (injected 429 faults can omit it).
+//! - Token endpoint errors follow AAD: unknown client 400 `unauthorized_client`, wrong secret
+//!   401 `invalid_client`, unknown tenant 400.
+//! - Backup blobs are HMAC-sealed by the vault: restorable only into the vault that made them.
 
 pub mod admin;
 mod api;

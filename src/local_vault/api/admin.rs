@@ -42,11 +42,15 @@ pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Respo
             ok()
         }
         (Method::POST, "faults") => match read_json::<FaultSpec>(req).await {
-            Ok(spec) if (0.0..=1.0).contains(&spec.rate) => {
+            Ok(spec)
+                if (0.0..=1.0).contains(&spec.rate)
+                    && spec.status.is_none_or(|s| (400..=599).contains(&s)) =>
+            {
                 st.faults.add(spec);
                 ok()
             }
-            Ok(_) => ApiError::bad_parameter("rate must be within 0..1").into_response(),
+            Ok(_) => ApiError::bad_parameter("rate must be within 0..1 and status within 400..599")
+                .into_response(),
             Err(e) => e.into_response(),
         },
         (Method::DELETE, "faults") => {
