@@ -178,3 +178,29 @@ async fn recoverable_days_outside_7_to_90_are_refused() {
     cfg.recoverable_days = 3;
     assert!(LocalVault::start(cfg).await.is_err());
 }
+
+#[tokio::test]
+async fn second_vault_on_the_same_data_dir_is_refused_until_the_first_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = LocalVault::start(config(dir.path())).await.expect("start");
+    let env_before = std::fs::read_to_string(first.env_file()).expect("env");
+    let err = LocalVault::start(config(dir.path()))
+        .await
+        .expect_err("data dir in use");
+    let message = err.to_string();
+    assert!(message.contains("already using"), "{message}");
+    assert!(
+        message.contains(&std::process::id().to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(first.env_file()).expect("env"),
+        env_before,
+        "the refused vault did not touch DIR/env"
+    );
+    first.shutdown().await;
+    let second = LocalVault::start(config(dir.path()))
+        .await
+        .expect("restart");
+    second.shutdown().await;
+}

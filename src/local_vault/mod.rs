@@ -239,6 +239,54 @@ pub struct LocalVault {
     task: Option<tokio::task::JoinHandle<()>>,
     /// The private directory of an in-memory vault, removed on drop.
     temp_dir: Option<PathBuf>,
+    /// Held while running: one vault per data dir.
+    _lock: DirLock,
+}
+
+/// An exclusive `flock` on `DIR/lock`, released when dropped or when the process dies (even by
+/// `kill -9`), so a second vault on the same data dir fails at start instead of overwriting
+/// `DIR/env` under the first one's clients.
+struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock, LocalVaultError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let path = dir.join("lock");
+        let io = |source| LocalVaultError::Io {
+            what: format!("locking {}", path.display()),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        // SAFETY: flock(2) on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(LocalVaultError::Config(format!(
+                    "another local vault (pid {}) is already using {}; stop it or pass another \
+                     --data DIR",
+                    holder.trim(),
+                    dir.display()
+                )));
+            }
+            return Err(io(err));
+        }
+        file.set_len(0).map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(DirLock { _file: file })
+    }
 }
 
 impl std::fmt::Debug for LocalVault {
@@ -269,7 +317,10 @@ impl LocalVault {
             }
         };
         create_private_dir(&dir)?;
-        let result = Self::start_in(config, dir, temp_dir.clone()).await;
+        let result = match DirLock::acquire(&dir) {
+            Ok(lock) => Self::start_in(config, dir, temp_dir.clone(), lock).await,
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             if let Some(t) = temp_dir {
                 let _ = std::fs::remove_dir_all(t);
@@ -282,6 +333,7 @@ impl LocalVault {
         config: LocalVaultConfig,
         dir: PathBuf,
         temp_dir: Option<PathBuf>,
+        lock: DirLock,
     ) -> Result<LocalVault, LocalVaultError> {
         // Key generation, file and database work are blocking: keep them off the runtime.
         let cfg = config.clone();
@@ -393,6 +445,7 @@ impl LocalVault {
             handle,
             task: Some(task),
             temp_dir,
+            _lock: lock,
         })
     }
 
