@@ -1,0 +1,260 @@
+//! Token issuance: the AAD-style client-credentials endpoint (v2 and v1), the OpenID metadata
+//! MSAL fetches, instance discovery, and the App Service managed-identity endpoint.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{json_response, query_get, query_pairs, request_host};
+use crate::local_vault::auth::{self, Claims};
+use crate::local_vault::error::ApiError;
+use crate::local_vault::Shared;
+
+pub(super) fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
+    let trace = uuid::Uuid::new_v4().to_string();
+    let ts = httpdate::fmt_http_date(std::time::SystemTime::now());
+    json_response(
+        status,
+        &serde_json::json!({
+            "error": error,
+            "error_description": format!("AADSTS{code}: {description}\r\nTrace ID: {trace}\r\nCorrelation ID: {trace}\r\nTimestamp: {ts}"),
+            "error_codes": [code],
+            "timestamp": ts,
+            "trace_id": trace,
+            "correlation_id": trace,
+        }),
+    )
+}
+
+pub(super) fn issue(
+    st: &Shared,
+    client_id: &str,
+    audience: &str,
+) -> Result<(String, i64), ApiError> {
+    let now = st.clock.now_secs();
+    let ttl = st.config.token_ttl.as_secs().max(1) as i64;
+    let claims = Claims {
+        aud: audience.to_owned(),
+        iss: format!("{}/{}/v2.0", st.vault_url, st.tenant_id),
+        iat: now,
+        nbf: now - 300,
+        exp: now + ttl,
+        appid: client_id.to_owned(),
+        oid: client_id.to_owned(),
+        sub: client_id.to_owned(),
+        tid: st.tenant_id.clone(),
+    };
+    let token = auth::sign(st.jwt_key.expose().as_bytes(), &claims)
+        .map_err(|_| ApiError::internal("token signing failed"))?;
+    Ok((token, ttl))
+}
+
+pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request) -> Response {
+    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+                "The request body is unreadable.",
+            )
+        }
+    };
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&bytes).into_owned().collect();
+    let get = |k: &str| query_get(&form, k).filter(|v| !v.is_empty());
+    if tenant != st.tenant_id {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID."
+            ),
+        );
+    }
+    match get("grant_type") {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                &format!("The app requested an unsupported grant type '{other}'."),
+            )
+        }
+        None => {
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'grant_type'.",
+            )
+        }
+    }
+    let Some(client_id) = get("client_id") else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'client_id'.",
+        );
+    };
+    let audience = if v2 {
+        get("scope").and_then(auth::audience_from_scope)
+    } else {
+        get("resource").and_then(auth::audience_from_scope)
+    };
+    let Some(audience) = audience else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90014,
+            if v2 {
+                "The required field 'scope' is missing from the credential."
+            } else {
+                "The required field 'resource' is missing from the credential."
+            },
+        );
+    };
+    let known = st
+        .principals
+        .read()
+        .get(client_id)
+        .map(|p| p.secret.clone());
+    let Some(expected) = known else {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+        );
+    };
+    // AAD answers a wrong or missing client secret with 401 invalid_client.
+    let secret_ok = get("client_secret").is_some_and(|s| auth::secret_eq(s, expected.expose()));
+    if !secret_ok {
+        return aad_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+        );
+    }
+    match issue(st, client_id, &audience) {
+        Ok((token, ttl)) => json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "token_type": "Bearer",
+                "expires_in": ttl,
+                "ext_expires_in": ttl,
+                "access_token": token,
+            }),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(super) fn base_url(st: &Shared, req: &Request) -> String {
+    match request_host(req, &st.default_host) {
+        Some(host) => format!("https://{host}"),
+        None => st.vault_url.clone(),
+    }
+}
+
+pub(super) fn openid(st: &Shared, tenant: &str, req: &Request) -> Response {
+    if tenant != st.tenant_id && tenant != "common" && tenant != "organizations" {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
+    }
+    let base = base_url(st, req);
+    let t = &st.tenant_id;
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "token_endpoint": format!("{base}/{t}/oauth2/v2.0/token"),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "jwks_uri": format!("{base}/{t}/discovery/v2.0/keys"),
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": format!("{base}/{t}/v2.0"),
+            "request_uri_parameter_supported": false,
+            "authorization_endpoint": format!("{base}/{t}/oauth2/v2.0/authorize"),
+            "device_authorization_endpoint": format!("{base}/{t}/oauth2/v2.0/devicecode"),
+            "end_session_endpoint": format!("{base}/{t}/oauth2/v2.0/logout"),
+            "tenant_region_scope": null,
+            "cloud_instance_name": "local",
+        }),
+    )
+}
+
+pub(super) fn discovery(st: &Shared, req: &Request) -> Response {
+    let base = base_url(st, req);
+    let host = base.trim_start_matches("https://").to_owned();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "tenant_discovery_endpoint": format!("{base}/{}/v2.0/.well-known/openid-configuration", st.tenant_id),
+            "api-version": "1.1",
+            "metadata": [{
+                "preferred_network": host,
+                "preferred_cache": host,
+                "aliases": [host],
+            }],
+        }),
+    )
+}
+
+/// App Service managed identity (api-version 2019-08-01): `GET IDENTITY_ENDPOINT?resource=…`
+/// with `X-IDENTITY-HEADER`, answered as App Service does (`expires_on` a string of epoch
+/// seconds, no `expires_in`). The identity is the default principal, or `client_id` when it
+/// names another known one.
+pub(super) fn managed_identity(st: &Shared, req: &Request) -> Response {
+    let header_ok = req
+        .headers()
+        .get("x-identity-header")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| auth::secret_eq(h, st.identity_header.expose()));
+    if !header_ok {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"statusCode": 401, "message": "Unauthorized: the X-IDENTITY-HEADER is missing or wrong."}),
+        );
+    }
+    let pairs = query_pairs(req);
+    let Some(resource) = query_get(&pairs, "resource").and_then(auth::audience_from_scope) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"statusCode": 400, "message": "The 'resource' query parameter is required."}),
+        );
+    };
+    let client_id = query_get(&pairs, "client_id")
+        .filter(|id| st.principals.read().contains_key(*id))
+        .unwrap_or(&st.default_client_id)
+        .to_owned();
+    match issue(st, &client_id, &resource) {
+        Ok((token, ttl)) => {
+            let expires_on = st.clock.now_secs() + ttl;
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "access_token": token,
+                    "expires_on": expires_on.to_string(),
+
+                    "resource": resource,
+                    "token_type": "Bearer",
+                    "client_id": client_id,
+                }),
+            )
+        }
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,39 @@
+//! Runs tests/python (official azure-keyvault-secrets + azure-identity) against an in-process
+//! local vault. Needs `.venv` from `scripts/python-venv`; without it the test says so and passes
+//! (CI creates the venv first).
+
+use std::path::Path;
+use std::time::Duration;
+
+use akvfs::local_vault::{LocalVault, LocalVaultConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_replays_the_quickstart() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        eprintln!("skipping: no .venv (run scripts/python-venv)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = LocalVault::start(LocalVaultConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: Some(dir.path().to_path_buf()),
+        deletion_delay: Duration::from_millis(500),
+        ..LocalVaultConfig::default()
+    })
+    .await
+    .expect("start");
+    let out = tokio::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(root.join("tests/python"))
+        .env("AKVFS_LOCAL_VAULT_ENV", vault.env_file())
+        .output()
+        .await
+        .expect("run pytest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("passed"), "{stdout}");
+    vault.shutdown().await;
+}
