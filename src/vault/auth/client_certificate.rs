@@ -199,7 +199,7 @@ mod tests {
     /// A throwaway self-signed RSA certificate + key made for this test (no real identity).
     const TEST_PEM: &[u8] = include_bytes!("testdata/test-client-cert.pem");
     /// `openssl x509 -outform der | openssl dgst -sha1 -binary | base64url`
-    const TEST_X5T: &str = "25654Z-0WFWmaQch_kLO7EFZ0vDA";
+    const TEST_X5T: &str = "5654Z-0WFWmaQch_kLO7EFZ0vDA";
 
     fn credential() -> ClientCertificateCredential {
         ClientCertificateCredential::from_pem(
