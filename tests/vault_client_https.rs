@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -118,7 +119,7 @@ async fn handle(
             .map(str::to_owned)
     };
     let authorization = header("authorization");
-    let response = route(&s, &method, &uri, authorization.as_deref(), &body).await;
+    let response = route(&s, &method, &uri, &headers, &body).await;
     s.log.lock().expect("log").push(Seen {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -137,16 +138,62 @@ async fn route(
     s: &Server,
     method: &Method,
     uri: &Uri,
-    authorization: Option<&str>,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let authorization = header("authorization");
     let path = uri.path();
+    let query: HashMap<String, String> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    let q = |n: &str| query.get(n).map(String::as_str);
+    // App Service managed identity endpoint (IDENTITY_ENDPOINT).
+    if path == "/msi/token" {
+        if header("x-identity-header") != Some("id-header")
+            || q("api-version") != Some("2019-08-01")
+            || q("resource") != Some("https://vault.azure.net")
+        {
+            return json(
+                401,
+                serde_json::json!({"statusCode": 401, "message": "bad identity header"}),
+            );
+        }
+        let n = s.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let expires_on = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            + 3600;
+        return json(
+            200,
+            serde_json::json!({"access_token": format!("tok-mi-{n}"), "expires_on": expires_on.to_string(), "resource": "https://vault.azure.net", "token_type": "Bearer"}),
+        );
+    }
+    // IMDS (reached through AZURE_POD_IDENTITY_AUTHORITY_HOST).
+    if path == "/metadata/identity/oauth2/token" {
+        if header("metadata") != Some("true") || q("api-version") != Some("2018-02-01") {
+            return json(
+                400,
+                serde_json::json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+            );
+        }
+        let n = s.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
+        return json(
+            200,
+            serde_json::json!({"access_token": format!("tok-imds-{n}"), "expires_in": "3600", "token_type": "Bearer"}),
+        );
+    }
     if path == format!("/{TENANT}/oauth2/v2.0/token") && method == Method::POST {
         let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
-        let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
-            && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
-            && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
-            && form.get("scope").map(String::as_str) == Some("https://vault.azure.net/.default");
+        let f = |n: &str| form.get(n).map(String::as_str);
+        let assertion_ok = f("client_assertion_type")
+            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            && f("client_assertion")
+                .is_some_and(|a| a == "federated-token" || a.split('.').count() == 3);
+        let ok = f("grant_type") == Some("client_credentials")
+            && f("client_id") == Some(CLIENT_ID)
+            && (f("client_secret") == Some(CLIENT_SECRET) || assertion_ok)
+            && f("scope") == Some("https://vault.azure.net/.default");
         if !ok {
             return json(
                 401,
@@ -181,8 +228,6 @@ async fn route(
     }
 
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let query: HashMap<String, String> =
-        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     if query.get("api-version").map(String::as_str) != Some("7.5") {
         return service_error(400, "BadParameter", None, "missing api-version");
     }
@@ -324,12 +369,12 @@ async fn route(
 struct Fixture {
     server: Arc<Server>,
     client: SecretClient,
+    ca_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-/// Starts the server on 127.0.0.1:0 with a fresh CA, and a client trusting that CA, using the
-/// environment credential with the `AKVFS_…` names (as `akvfs local-vault` writes them).
-async fn fixture(tune: impl FnOnce(&mut ClientOptions)) -> Fixture {
+/// Starts the server on 127.0.0.1:0 with a fresh CA; returns it, the CA file and its temp dir.
+async fn start_server() -> (Arc<Server>, PathBuf, tempfile::TempDir) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca_key = rcgen::KeyPair::generate().expect("ca key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
@@ -366,28 +411,49 @@ async fn fixture(tune: impl FnOnce(&mut ClientOptions)) -> Fixture {
             .serve(app.into_make_service())
             .await;
     });
+    (server, ca_file, dir)
+}
 
-    let vault_url = format!("https://127.0.0.1:{}", addr.port());
-    let env = |name: &str| match name {
-        "AKVFS_TENANT_ID" => Some(TENANT.to_owned()),
-        "AKVFS_CLIENT_ID" => Some(CLIENT_ID.to_owned()),
-        "AKVFS_CLIENT_SECRET" => Some(CLIENT_SECRET.to_owned()),
-        _ => None,
-    };
-    let credential =
-        credential_with_env(AuthKind::Env, &vault_url, Some(&ca_file), &env).expect("credential");
+/// A client of `server` with the credential `kind` built from `env` (name → value).
+fn client_for(
+    server: &Server,
+    ca_file: &Path,
+    kind: AuthKind,
+    env: &[(&str, String)],
+    tune: impl FnOnce(&mut ClientOptions),
+) -> Result<SecretClient, VaultError> {
+    let vault_url = server.origin();
+    let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+    let credential = credential_with_env(kind, &vault_url, Some(ca_file), &lookup)?;
     let mut options = ClientOptions {
         vault_url,
-        ca_file: Some(ca_file),
+        ca_file: Some(ca_file.to_owned()),
         request_timeout: Duration::from_secs(10),
         delete_timeout: Duration::from_secs(10),
         ..ClientOptions::default()
     };
     tune(&mut options);
-    let client = SecretClient::new(options, credential).expect("client");
+    SecretClient::new(options, credential)
+}
+
+/// The `AKVFS_…` client-secret names, as `akvfs local-vault` writes them.
+fn local_vault_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AKVFS_TENANT_ID", TENANT.to_owned()),
+        ("AKVFS_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("AKVFS_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+    ]
+}
+
+/// Server + a client using the environment client secret.
+async fn fixture(tune: impl FnOnce(&mut ClientOptions)) -> Fixture {
+    let (server, ca_file, dir) = start_server().await;
+    let client =
+        client_for(&server, &ca_file, AuthKind::Env, &local_vault_env(), tune).expect("client");
     Fixture {
         server,
         client,
+        ca_file,
         _dir: dir,
     }
 }
@@ -515,16 +581,9 @@ async fn a_revoked_token_reruns_the_challenge_once() {
 #[tokio::test]
 async fn a_wrong_client_secret_is_an_auth_error_naming_the_cause() {
     let f = fixture(|_| {}).await;
-    let vault_url = f.client.vault_url().to_owned();
-    let env = |name: &str| match name {
-        "AKVFS_TENANT_ID" => Some(TENANT.to_owned()),
-        "AKVFS_CLIENT_ID" => Some(CLIENT_ID.to_owned()),
-        "AKVFS_CLIENT_SECRET" => Some("wrong".to_owned()),
-        _ => None,
-    };
-    let ca = f.client.options().ca_file.clone().expect("ca");
-    let credential = credential_with_env(AuthKind::Env, &vault_url, Some(&ca), &env).expect("cred");
-    let client = SecretClient::new(f.client.options().clone(), credential).expect("client");
+    let mut env = local_vault_env();
+    env[2].1 = "wrong".into();
+    let client = client_for(&f.server, &f.ca_file, AuthKind::Env, &env, |_| {}).expect("client");
     let err = client.get_secret("plain", None).await.expect_err("auth");
     let text = err.to_string();
     assert!(matches!(err, VaultError::Auth { .. }), "{err:?}");
@@ -743,4 +802,130 @@ async fn hostile_and_error_responses_map_cleanly() {
         matches!(conflict, VaultError::DeletedButRecoverable { .. }),
         "{conflict:?}"
     );
+}
+
+#[tokio::test]
+async fn app_service_managed_identity_gets_the_token() {
+    let (server, ca, _dir) = start_server().await;
+    let env = vec![
+        (
+            "IDENTITY_ENDPOINT",
+            format!("{}/msi/token", server.origin()),
+        ),
+        ("IDENTITY_HEADER", "id-header".to_owned()),
+    ];
+    let client = client_for(&server, &ca, AuthKind::ManagedIdentity, &env, |_| {}).expect("client");
+    client.get_secret("plain", None).await.expect("get");
+    assert_eq!(server.count("GET", "/msi/token"), 1);
+    // `auto` with only these variables: the chain lands on managed identity (App Service)
+    let client = client_for(&server, &ca, AuthKind::Auto, &env, |_| {}).expect("client");
+    client
+        .get_secret("plain", None)
+        .await
+        .expect("get via auto");
+    assert_eq!(server.count("GET", "/msi/token"), 2);
+}
+
+#[tokio::test]
+async fn auto_prefers_the_environment_secret_over_managed_identity() {
+    let (server, ca, _dir) = start_server().await;
+    let mut env = local_vault_env();
+    env.push((
+        "IDENTITY_ENDPOINT",
+        format!("{}/msi/token", server.origin()),
+    ));
+    env.push(("IDENTITY_HEADER", "id-header".to_owned()));
+    let client = client_for(&server, &ca, AuthKind::Auto, &env, |_| {}).expect("client");
+    client.get_secret("plain", None).await.expect("get");
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(server.count("GET", "/msi/token"), 0);
+}
+
+#[tokio::test]
+async fn imds_is_used_when_it_answers() {
+    let (server, ca, _dir) = start_server().await;
+    let env = vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.origin())];
+    let client = client_for(&server, &ca, AuthKind::ManagedIdentity, &env, |_| {}).expect("client");
+    client.get_secret("plain", None).await.expect("get");
+    assert_eq!(server.count("GET", "/metadata/identity/oauth2/token"), 1);
+}
+
+#[tokio::test]
+async fn auto_with_nothing_configured_lists_what_each_credential_said() {
+    let (server, ca, _dir) = start_server().await;
+    // IMDS pointed at a closed loopback port: the probe fails fast, nothing leaves the machine
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let env = vec![(
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        format!("http://127.0.0.1:{closed_port}"),
+    )];
+    let client = client_for(&server, &ca, AuthKind::Auto, &env, |_| {}).expect("client");
+    let started = Instant::now();
+    let err = client
+        .get_secret("plain", None)
+        .await
+        .expect_err("no credential");
+    let text = err.to_string();
+    assert!(matches!(err, VaultError::Auth { .. }), "{err:?}");
+    for part in [
+        "EnvironmentCredential",
+        "WorkloadIdentityCredential",
+        "ManagedIdentityCredential",
+        "AzureCliCredential",
+    ] {
+        assert!(text.contains(part), "{part} missing in: {text}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn workload_identity_sends_the_federated_token() {
+    let (server, ca, dir) = start_server().await;
+    let token_file = dir.path().join("federated-token");
+    std::fs::write(&token_file, "federated-token\n").expect("write");
+    let env = vec![
+        ("AZURE_TENANT_ID", TENANT.to_owned()),
+        ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("AZURE_AUTHORITY_HOST", server.origin()),
+    ];
+    let client =
+        client_for(&server, &ca, AuthKind::WorkloadIdentity, &env, |_| {}).expect("client");
+    client.get_secret("plain", None).await.expect("get");
+    let token_request = server
+        .seen()
+        .into_iter()
+        .find(|s| s.path.ends_with("/oauth2/v2.0/token"))
+        .expect("token request");
+    assert!(token_request
+        .body
+        .contains("client_assertion=federated-token"));
+    assert!(!token_request.body.contains("client_secret"));
+}
+
+#[tokio::test]
+async fn azure_authority_host_overrides_the_challenge() {
+    let (server, ca, _dir) = start_server().await;
+    let mut env = local_vault_env();
+    // a closed port: if the override is honoured, the token request fails there
+    env.push(("AKVFS_AUTHORITY_HOST", "https://127.0.0.1:9".to_owned()));
+    let client = client_for(&server, &ca, AuthKind::Env, &env, |o| {
+        o.request_timeout = Duration::from_secs(3)
+    })
+    .expect("client");
+    let err = client
+        .get_secret("plain", None)
+        .await
+        .expect_err("unreachable authority");
+    assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+    assert_eq!(server.token_requests(), 0);
 }
