@@ -898,6 +898,111 @@ mod tests {
         assert!(matches!(err, VaultError::InvalidResponse { .. }));
     }
 
+    struct CountingCredential(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl TokenCredential for CountingCredential {
+        async fn get_token(&self, _: &TokenRequest) -> Result<AccessToken, VaultError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(AccessToken {
+                token: "t".into(),
+                expires_on: SystemTime::now() + Duration::from_secs(3600),
+            })
+        }
+        fn name(&self) -> &'static str {
+            "CountingCredential"
+        }
+    }
+
+    fn challenge_response(header: &str) -> Response {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_str(header).expect("header"),
+        );
+        Response {
+            status: StatusCode::UNAUTHORIZED,
+            headers,
+            body: Zeroizing::new(Vec::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_challenge_for_another_domain_fails_before_any_token_is_requested() {
+        let credential = Arc::new(CountingCredential(Default::default()));
+        let c = SecretClient::new(
+            ClientOptions {
+                vault_url: "https://kv.vault.azure.net".into(),
+                ..ClientOptions::default()
+            },
+            credential.clone(),
+        )
+        .expect("client");
+        let hostile = challenge_response(
+            "Bearer authorization=\"https://login.microsoftonline.com/t\", resource=\"https://evil.example\"",
+        );
+        let err = c.learn_challenge(&hostile, None).expect_err("refused");
+        let text = err.to_string();
+        assert!(matches!(err, VaultError::Auth { .. }));
+        assert!(
+            text.contains("kv.vault.azure.net") && text.contains("evil.example"),
+            "{text}"
+        );
+        assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let good = challenge_response(
+            "Bearer authorization=\"https://login.microsoftonline.com/t\", resource=\"https://vault.azure.net\"",
+        );
+        let ch = c.learn_challenge(&good, None).expect("accepted");
+        assert_eq!(ch.scope, "https://vault.azure.net/.default");
+        // verification off: accepted (the local-vault escape hatch of the Python SDK)
+        let off = SecretClient::new(
+            ClientOptions {
+                vault_url: "https://kv.vault.azure.net".into(),
+                verify_challenge_resource: false,
+                ..ClientOptions::default()
+            },
+            credential,
+        )
+        .expect("client");
+        assert!(off.learn_challenge(&hostile, None).is_ok());
+        // a 401 without a challenge, with nothing learnt before: an auth error
+        let bare = Response {
+            status: StatusCode::UNAUTHORIZED,
+            headers: reqwest::header::HeaderMap::new(),
+            body: Zeroizing::new(Vec::new()),
+        };
+        assert!(matches!(
+            c.learn_challenge(&bare, None),
+            Err(VaultError::Auth { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn tokens_are_cached_per_scope_and_stale_ones_replaced() {
+        let credential = Arc::new(CountingCredential(Default::default()));
+        let c = SecretClient::new(
+            ClientOptions {
+                vault_url: "https://kv.vault.azure.net".into(),
+                ..ClientOptions::default()
+            },
+            credential.clone(),
+        )
+        .expect("client");
+        let ch = HttpChallenge::parse(
+            "Bearer authorization=\"https://login.microsoftonline.com/t\", resource=\"https://vault.azure.net\"",
+        )
+        .expect("challenge");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let t1 = c.token_for(&ch, None, deadline, "x").await.expect("token");
+        let _ = c.token_for(&ch, None, deadline, "x").await.expect("token");
+        assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let _ = c
+            .token_for(&ch, Some(&t1), deadline, "x")
+            .await
+            .expect("token");
+        assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn defaults_are_sensible() {
         let o = ClientOptions::default();

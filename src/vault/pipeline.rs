@@ -174,7 +174,12 @@ impl Pipeline {
             };
             let delay = match &outcome {
                 Ok(response) => {
-                    tracing::debug!(method = %request.method, path = request.url.path(), status = response.status.as_u16(), request_id, ?elapsed, attempt, "vault request");
+                    let service_request_id = response
+                        .headers
+                        .get("x-ms-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::debug!(method = %request.method, path = request.url.path(), status = response.status.as_u16(), request_id, service_request_id, ?elapsed, attempt, "vault request");
                     if !is_retryable_status(response.status) {
                         return outcome;
                     }
