@@ -929,3 +929,57 @@ async fn azure_authority_host_overrides_the_challenge() {
     assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
     assert_eq!(server.token_requests(), 0);
 }
+
+/// A `MakeWriter` collecting everything logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buf").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn trace_logs_carry_no_value_token_or_client_secret() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let f = fixture(|_| {}).await;
+    f.client
+        .set_secret(
+            "s1",
+            SecretSetParameters {
+                value: "hunter2-value".into(),
+                ..SecretSetParameters::default()
+            },
+        )
+        .await
+        .expect("set");
+    f.client.get_secret("plain", None).await.expect("get");
+    f.client.get_secret("flaky", None).await.expect("get");
+    let _ = f.client.get_secret("badjson", None).await;
+    let text = String::from_utf8(captured.0.lock().expect("buf").clone()).expect("utf8");
+    assert!(
+        text.contains("/secrets/s1"),
+        "the requests were logged: {text}"
+    );
+    for secret in ["hunter2", "v-plain", "tok-1", CLIENT_SECRET] {
+        assert!(!text.contains(secret), "{secret} leaked into the log");
+    }
+}

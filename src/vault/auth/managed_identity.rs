@@ -111,7 +111,13 @@ impl ManagedIdentityCredential {
             HeaderName::from_static("metadata"),
             HeaderValue::from_static("true"),
         );
-        // First use: one short try. No answer means no IMDS here (not a VM): unavailable.
+        // First use: one short try. No answer means no IMDS here (not a VM): unavailable, and
+        // remembered, so later calls do not probe again.
+        if available.get() == Some(&false) {
+            return Err(CredentialError::Unavailable(format!(
+                "no managed identity endpoint: IMDS at {base} did not answer"
+            )));
+        }
         let first = available.get().is_none();
         let deadline = Instant::now()
             + if first {
@@ -124,7 +130,7 @@ impl ManagedIdentityCredential {
                 let _ = available.set(true);
                 r
             }
-            Err(e) if first || available.get() == Some(&false) => {
+            Err(e) if first => {
                 let _ = available.set(false);
                 return Err(CredentialError::Unavailable(format!(
                     "no managed identity endpoint: IMDS at {base} did not answer ({e:?})"
