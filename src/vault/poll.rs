@@ -28,10 +28,15 @@ pub fn poll_delay(n: u32) -> Duration {
 
 /// The deletion rule of the SDKs' delete poller, applied to `GET /deletedsecrets/{name}`:
 /// 200 → done, 404 → not yet, 403 → done (we may not read deleted secrets: nothing to wait on).
+/// A poll that is throttled or fails transiently (after its own retries) is "not yet" too: the
+/// operation itself was accepted, so only the poll's time bound should end the wait.
 pub fn deleted_resource_state<T>(result: Result<T, VaultError>) -> Result<PollState, VaultError> {
     match result {
         Ok(_) => Ok(PollState::Done),
-        Err(VaultError::NotFound { .. }) => Ok(PollState::Pending),
+        Err(VaultError::NotFound { .. })
+        | Err(VaultError::Throttled { .. })
+        | Err(VaultError::Unavailable { .. })
+        | Err(VaultError::Timeout { .. }) => Ok(PollState::Pending),
         Err(VaultError::Forbidden { .. }) | Err(VaultError::SecretDisabled { .. }) => {
             Ok(PollState::Done)
         }
@@ -114,9 +119,13 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(
-            deleted_resource_state::<()>(Err(unavailable.clone())),
-            Err(unavailable)
+            deleted_resource_state::<()>(Err(unavailable)),
+            Ok(PollState::Pending)
         );
+        let auth = VaultError::Auth {
+            message: "m".into(),
+        };
+        assert_eq!(deleted_resource_state::<()>(Err(auth.clone())), Err(auth));
     }
 
     #[tokio::test]

@@ -133,12 +133,14 @@ impl ManagedIdentityCredential {
             Err(e) if first => {
                 let _ = available.set(false);
                 return Err(CredentialError::Unavailable(format!(
-                    "no managed identity endpoint: IMDS at {base} did not answer ({e:?})"
+                    "no managed identity endpoint: IMDS at {base} did not answer ({})",
+                    e.into_vault_error(base, "IMDS probe")
                 )));
             }
             Err(e) => {
                 return Err(CredentialError::Failed(format!(
-                    "IMDS request failed: {e:?}"
+                    "IMDS request failed: {}",
+                    e.into_vault_error(base, "IMDS request")
                 )))
             }
         };
