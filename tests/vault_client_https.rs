@@ -297,6 +297,11 @@ async fn route(
                     tokio::time::sleep(Duration::from_secs(3)).await;
                     json(200, bundle(s, name, Some("late")))
                 }
+                "hang-once" if n == 1 => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    json(200, bundle(s, name, Some("late")))
+                }
+                "hang-once" => json(200, bundle(s, name, Some("v"))),
                 "recovering" if n == 1 => {
                     service_error(404, "SecretNotFound", None, "not found yet")
                 }
@@ -959,7 +964,9 @@ async fn trace_logs_carry_no_value_token_or_client_secret() {
         .with_writer(captured.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not thread-local: tracing caches callsite interest process-wide, and tests run in
+    // parallel threads. Other tests' logs land here too, which only widens the check.
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
     let f = fixture(|_| {}).await;
     f.client
         .set_secret(
@@ -982,4 +989,18 @@ async fn trace_logs_carry_no_value_token_or_client_secret() {
     for secret in ["hunter2", "v-plain", "tok-1", CLIENT_SECRET] {
         assert!(!text.contains(secret), "{secret} leaked into the log");
     }
+}
+
+#[tokio::test]
+async fn a_hung_attempt_is_abandoned_and_retried_within_the_deadline() {
+    let f = fixture(|o| o.request_timeout = Duration::from_secs(6)).await;
+    f.client.get_secret("plain", None).await.expect("warm up");
+    let started = Instant::now();
+    let got = f.client.get_secret("hang-once", None).await.expect("get");
+    assert_eq!(got.value.as_ref().map(|v| v.expose()), Some("v"));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
 }

@@ -42,7 +42,8 @@ pub struct ClientOptions {
     /// Deadline of one vault call, everything included: the challenge round trip, getting a
     /// token, every retry and its backoff. Each page of a list and each poll of a delete is one
     /// call. When it passes: [`VaultError::Timeout`]; a retry whose delay would pass it is not
-    /// made (the last answer is returned instead).
+    /// made (the last answer is returned instead). One attempt may take a third of it (1–10 s)
+    /// before it is abandoned and retried, so a hung connection does not use it all.
     pub request_timeout: Duration,
     /// How long delete and recover wait for the operation to complete.
     pub delete_timeout: Duration,
@@ -143,10 +144,14 @@ impl SecretClient {
         if options.api_version.trim().is_empty() {
             return Err(invalid_url(given, "the api-version is empty"));
         }
+        // A third of the deadline per attempt (1–10 s): a hung attempt is retried in time.
+        let try_timeout =
+            (options.request_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
         let pipeline = Pipeline::new(
             build_http_client(options.ca_file.as_deref())?,
             options.max_retries,
-        );
+        )
+        .with_try_timeout(try_timeout);
         Ok(SecretClient {
             vault_url: given.trim_end_matches('/').to_owned(),
             origin: origin(&base),

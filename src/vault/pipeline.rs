@@ -141,11 +141,23 @@ fn load_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, VaultError> {
 pub struct Pipeline {
     http: reqwest::Client,
     max_retries: u32,
+    /// Bound of one attempt, so that a hung connection is retried rather than eating the whole
+    /// deadline. `None`: only the deadline.
+    try_timeout: Option<Duration>,
 }
 
 impl Pipeline {
     pub fn new(http: reqwest::Client, max_retries: u32) -> Pipeline {
-        Pipeline { http, max_retries }
+        Pipeline {
+            http,
+            max_retries,
+            try_timeout: None,
+        }
+    }
+
+    pub fn with_try_timeout(mut self, try_timeout: Duration) -> Pipeline {
+        self.try_timeout = Some(try_timeout);
+        self
     }
 
     /// Sends `request`, retrying 408/429/5xx and transport errors up to `max_retries` times
@@ -162,14 +174,19 @@ impl Pipeline {
             if remaining.is_zero() {
                 return Err(SendError::Timeout);
             }
-            let outcome =
-                tokio::time::timeout(remaining, self.send_once(request, &request_id)).await;
+            let limit = self.try_timeout.map_or(remaining, |t| t.min(remaining));
+            let outcome = tokio::time::timeout(limit, self.send_once(request, &request_id)).await;
             let elapsed = started.elapsed();
             let outcome = match outcome {
-                Err(_) => {
+                Err(_) if limit == remaining => {
                     tracing::debug!(method = %request.method, path = request.url.path(), request_id, ?elapsed, attempt, "vault request timed out");
                     return Err(SendError::Timeout);
                 }
+                // This attempt hung, but time is left: retry it like a transport error.
+                Err(_) => Err(SendError::Transport(format!(
+                    "no response within {}",
+                    humantime::format_duration(limit)
+                ))),
                 Ok(outcome) => outcome,
             };
             let delay = match &outcome {
