@@ -1004,3 +1004,40 @@ async fn a_hung_attempt_is_abandoned_and_retried_within_the_deadline() {
         "{elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn check_connection_is_one_small_list_call() {
+    let f = fixture(|_| {}).await;
+    f.client.check_connection().await.expect("connected");
+    let lists: Vec<Seen> = f
+        .server
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/secrets")
+        .collect();
+    assert_eq!(lists.len(), 2); // challenge + one page
+    assert!(lists[1].query.contains("maxresults=1"));
+    // a client that does not trust the server's CA fails with a transport error, not a panic
+    let options = ClientOptions {
+        ca_file: None,
+        request_timeout: Duration::from_secs(3),
+        ..f.client.options().clone()
+    };
+    let env = local_vault_env();
+    let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+    let credential =
+        credential_with_env(AuthKind::Env, &options.vault_url, None, &lookup).expect("credential");
+    let untrusting = SecretClient::new(options, credential).expect("client");
+    let err = untrusting.check_connection().await.expect_err("untrusted");
+    assert!(
+        matches!(
+            err,
+            VaultError::Unavailable { .. } | VaultError::Timeout { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}

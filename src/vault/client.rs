@@ -174,6 +174,22 @@ impl SecretClient {
         &self.options
     }
 
+    /// One cheap authenticated call (`GET /secrets?maxresults=1`, first page only), for a mount
+    /// to fail fast with a clear error: TLS trust, the challenge and its resource check, and the
+    /// credential are all exercised. A 403 passes: authentication worked, only listing is not
+    /// permitted (reads may still be).
+    pub async fn check_connection(&self) -> Result<(), VaultError> {
+        let mut url = self.url(&["secrets"])?;
+        url.query_pairs_mut().append_pair("maxresults", "1");
+        match self
+            .call::<ListPage<SecretItem>>(Method::GET, url, None, "(connection check)")
+            .await
+        {
+            Ok(_) | Err(VaultError::Forbidden { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `{vault}/{segments…}?api-version=…` with each segment percent-encoded.
     fn url(&self, segments: &[&str]) -> Result<Url, VaultError> {
         let mut url = self.base.clone();

@@ -74,6 +74,8 @@ impl std::fmt::Debug for Response {
 pub enum SendError {
     /// Connection, TLS or protocol failure, still failing after the retries.
     Transport(String),
+    /// The server's certificate was refused: not retried (it will not change in a second).
+    Untrusted(String),
     /// The deadline passed.
     Timeout,
     /// The response body exceeded [`MAX_RESPONSE_BODY`].
@@ -87,6 +89,13 @@ impl SendError {
             SendError::Transport(message) => VaultError::Unavailable {
                 name: name.to_owned(),
                 message,
+            },
+            SendError::Untrusted(message) => VaultError::Unavailable {
+                name: name.to_owned(),
+                message: format!(
+                    "{message} (the server's certificate is not trusted; for a local vault pass \
+                     its CA with --ca-file)"
+                ),
             },
             SendError::Timeout => VaultError::Timeout {
                 what: format!("{what} ({name})"),
@@ -238,10 +247,14 @@ impl Pipeline {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let mut response = builder
-            .send()
-            .await
-            .map_err(|e| SendError::Transport(describe_reqwest_error(&e)))?;
+        let mut response = builder.send().await.map_err(|e| {
+            let text = describe_reqwest_error(&e);
+            if text.contains("invalid peer certificate") {
+                SendError::Untrusted(text)
+            } else {
+                SendError::Transport(text)
+            }
+        })?;
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
         let declared = response.content_length().unwrap_or(0);
