@@ -5,6 +5,7 @@ pub mod challenge;
 pub mod client;
 pub mod error;
 pub mod model;
+pub mod pipeline;
 pub mod poll;
 
 use async_trait::async_trait;
