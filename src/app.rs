@@ -183,19 +183,19 @@ fn fs_config(args: &MountArgs) -> FsConfig {
         },
         allow_purge: args.allow_purge,
         read_only: args.read_only || args.options.iter().any(|o| o == "ro"),
-        uid: args.uid.unwrap_or_else(|| unsafe_free_getuid()),
-        gid: args.gid.unwrap_or_else(|| unsafe_free_getgid()),
+        uid: args.uid.unwrap_or_else(|| current_uid()),
+        gid: args.gid.unwrap_or_else(|| current_gid()),
         file_mode: args.file_mode,
         dir_mode: args.dir_mode,
     }
 }
 
-fn unsafe_free_getuid() -> u32 {
+fn current_uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() }
 }
 
-fn unsafe_free_getgid() -> u32 {
+fn current_gid() -> u32 {
     // SAFETY: getgid has no preconditions and cannot fail.
     unsafe { libc::getgid() }
 }
@@ -236,14 +236,17 @@ fn run_mount(args: MountArgs) -> Result<()> {
                 format!("cannot start the local vault in {}", data_dir.display())
             })?;
             let env = vault.env().clone();
-            let credential: Arc<dyn TokenCredential> =
-                Arc::new(auth::ClientSecretCredential::new(
-                    env.tenant_id.clone(),
-                    env.client_id.clone(),
-                    env.client_secret.clone(),
-                    Some(env.authority_host.clone()),
-                    Some(env.ca_file.clone()),
-                )?);
+            // The embedded vault's own principal, exactly as `source DATA/env` would give it.
+            let variables = env.variables();
+            let lookup = |name: &str| {
+                variables
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.clone())
+            };
+            let credential =
+                auth::credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
+                    .context("cannot use the local vault's credentials")?;
             tracing::info!(url = vault.vault_url(), env = %vault.env_file().display(), "local vault ready");
             let url = vault.vault_url().to_owned();
             local = Some(vault);

@@ -1,6 +1,6 @@
 //! Runs tests/python (official azure-keyvault-secrets + azure-identity) against an in-process
-//! local vault. Needs `.venv` from `scripts/python-venv`; without it the test says so and passes
-//! (CI creates the venv first).
+//! local vault. Needs `.venv` from `scripts/python-venv`; without it the test says so and
+//! passes, except under `scripts/test`, which creates the venv and sets AKVFS_REQUIRE_PYTHON_SDK.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +12,11 @@ async fn official_python_sdk_replays_the_quickstart() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     if !python.exists() {
+        // scripts/test sets AKVFS_REQUIRE_PYTHON_SDK after creating the venv, so CI never skips.
+        assert!(
+            std::env::var_os("AKVFS_REQUIRE_PYTHON_SDK").is_none(),
+            "no .venv: run scripts/python-venv"
+        );
         eprintln!("skipping: no .venv (run scripts/python-venv)");
         return;
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use akvfs::local_vault::{AdminClient, Counters, LocalVaultEnv};
 use akvfs::secret_value::SecretValue;
-use akvfs::vault::auth::{ClientSecretCredential, TokenCredential};
+use akvfs::vault::auth::{credential_with_env, AuthKind};
 use akvfs::vault::client::{ClientOptions, SecretClient};
 use akvfs::vault::model::SecretSetParameters;
 use akvfs::vault::SecretStore;
@@ -233,16 +233,15 @@ pub fn is_mountpoint(path: &Path) -> bool {
 }
 
 pub fn client_for(env: &LocalVaultEnv) -> SecretClient {
-    let credential: Arc<dyn TokenCredential> = Arc::new(
-        ClientSecretCredential::new(
-            env.tenant_id.clone(),
-            env.client_id.clone(),
-            env.client_secret.clone(),
-            Some(env.authority_host.clone()),
-            Some(env.ca_file.clone()),
-        )
-        .expect("credential"),
-    );
+    let variables = env.variables();
+    let lookup = |name: &str| {
+        variables
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let credential = credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
+        .expect("credential");
     SecretClient::new(
         ClientOptions {
             vault_url: env.vault_url.clone(),
