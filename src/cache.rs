@@ -45,21 +45,22 @@ const ABSENT_WEIGHT: usize = 64;
 
 /// The answer of the cache for one key.
 #[derive(Debug)]
-pub struct Fetched<V> {
+pub struct Fetched<V, E> {
     /// `None`: the key is known not to exist.
     pub value: Option<Arc<V>>,
     /// How much longer this answer may be trusted (for kernel entry/attr TTLs).
     pub valid_for: Duration,
-    /// Served from an expired entry because the reload failed (`stale_if_error`).
-    pub stale: bool,
+    /// Set when this was served from an expired entry because the reload failed with this
+    /// error (`stale_if_error`).
+    pub stale_because: Option<E>,
 }
 
-impl<V> Clone for Fetched<V> {
+impl<V, E: Clone> Clone for Fetched<V, E> {
     fn clone(&self) -> Self {
         Fetched {
             value: self.value.clone(),
             valid_for: self.valid_for,
-            stale: self.stale,
+            stale_because: self.stale_because.clone(),
         }
     }
 }
@@ -72,7 +73,7 @@ struct Slot<V> {
 
 /// One load in flight, shared by every concurrent miss of its key.
 struct Flight<V, E> {
-    result: OnceCell<Result<Fetched<V>, E>>,
+    result: OnceCell<Result<Fetched<V, E>, E>>,
     /// Set when a write or an invalidation happened after this load started: its result must
     /// not be cached.
     superseded: AtomicBool,
@@ -118,7 +119,7 @@ where
     }
 
     /// The fresh entry for `key`, if any (no load).
-    pub fn peek(&self, key: &str) -> Option<Fetched<V>> {
+    pub fn peek(&self, key: &str) -> Option<Fetched<V, E>> {
         let mut inner = self.inner.lock();
         let ttl_of = |slot: &Slot<V>| self.ttl_of(slot);
         let slot = inner.lru.get(key)?;
@@ -129,7 +130,7 @@ where
         Some(Fetched {
             value: slot.value.clone(),
             valid_for: remaining,
-            stale: false,
+            stale_because: None,
         })
     }
 
@@ -141,7 +142,7 @@ where
         key: &str,
         load: F,
         is_transient: impl Fn(&E) -> bool,
-    ) -> Result<Fetched<V>, E>
+    ) -> Result<Fetched<V, E>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>>,
@@ -187,7 +188,7 @@ where
         flight: &Flight<V, E>,
         loaded: Result<Option<V>, E>,
         is_transient: &impl Fn(&E) -> bool,
-    ) -> Result<Fetched<V>, E> {
+    ) -> Result<Fetched<V, E>, E> {
         let mut inner = self.inner.lock();
         match loaded {
             Ok(value) => {
@@ -204,7 +205,7 @@ where
                 Ok(Fetched {
                     value,
                     valid_for,
-                    stale: false,
+                    stale_because: None,
                 })
             }
             Err(error) => {
@@ -215,7 +216,7 @@ where
                                 value: slot.value.clone(),
                                 // Ask again soon: the vault may be back.
                                 valid_for: Duration::from_secs(1),
-                                stale: true,
+                                stale_because: Some(error.clone()),
                             });
                         }
                     }
@@ -443,7 +444,7 @@ mod tests {
             .get_or_load("k", || async { Err("down".to_owned()) }, |_| true)
             .await
             .expect("stale answer");
-        assert!(fetched.stale);
+        assert_eq!(fetched.stale_because.as_deref(), Some("down"));
         let error = cache
             .get_or_load("k", || async { Err("denied".to_owned()) }, |_| false)
             .await;
