@@ -18,7 +18,7 @@ mod core;
 mod inode;
 
 #[cfg(test)]
-mod memory_store;
+pub(crate) mod memory_store;
 #[cfg(test)]
 mod tests;
 
