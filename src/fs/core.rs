@@ -1115,10 +1115,9 @@ impl SecretFs {
                     "secret set"
                 );
                 // The kernel may cache the new content from now on; drop the old pages.
-                self.inodes
-                    .lock()
-                    .get_mut(file.ino)
-                    .map(|node| node.kernel_version = version);
+                if let Some(node) = self.inodes.lock().get_mut(file.ino) {
+                    node.kernel_version = version;
+                }
                 self.inval_inode(file.ino);
                 Ok(())
             }

@@ -404,7 +404,7 @@ impl SecretStore for MemoryStore {
         self.count("purge")?;
         let mut secrets = self.secrets.lock();
         let key = name.to_ascii_lowercase();
-        if !secrets.get(&key).is_some_and(|s| s.deleted_date.is_some()) {
+        if secrets.get(&key).is_none_or(|s| s.deleted_date.is_none()) {
             return Err(not_found(name));
         }
         secrets.remove(&key);
