@@ -71,11 +71,14 @@ fn file_attr(attr: &Attr) -> FileAttr {
 }
 
 fn open_flags(opened: Opened) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
     if opened.keep_cache {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
     }
+    if opened.direct_io {
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    flags
 }
 
 fn open_mode(flags: i32) -> OpenMode {

@@ -475,6 +475,30 @@ mod mount_tests {
     }
 
     #[test]
+    fn a_change_by_another_client_is_seen_after_the_ttl_with_its_new_size() {
+        let Some(m) = mounted(FsConfig {
+            cache_ttl: Duration::from_millis(300),
+            ..FsConfig::default()
+        }) else {
+            return;
+        };
+        let path = m.dir.path().join("s");
+        m.store.seed("s", "v1", &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "v1");
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "v1");
+        let held = std::fs::File::open(&path).expect("open and hold");
+        m.store.seed("s", "version two, longer", &[]);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat"),
+            "version two, longer",
+            "new content, full length, no stale pages"
+        );
+        drop(held);
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 19);
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,

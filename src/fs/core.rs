@@ -160,6 +160,8 @@ struct OpenFile {
     state: tokio::sync::Mutex<FileState>,
     /// Size of uncommitted content, so `stat` during a write agrees with the writer.
     dirty_size: Mutex<Option<u64>>,
+    /// The secret version this handle reads (changes when it commits).
+    version: Mutex<Option<String>>,
 }
 
 /// A file created on this mount and not in the vault (yet).
@@ -752,6 +754,7 @@ impl SecretFs {
                 Ok(Opened {
                     fh,
                     keep_cache: true,
+                    direct_io: false,
                 })
             }
             NodeKey::Deleted(_) => {
@@ -766,6 +769,7 @@ impl SecretFs {
                 Ok(Opened {
                     fh,
                     keep_cache: true,
+                    direct_io: false,
                 })
             }
         }
@@ -786,7 +790,17 @@ impl SecretFs {
                 failed: None,
             }),
             dirty_size: Mutex::new(None),
+            version: Mutex::new(None),
         }
+    }
+
+    /// Whether every open handle of `ino` reads `version` and none has uncommitted changes.
+    fn handles_agree(&self, ino: u64, version: Option<&str>) -> bool {
+        self.files
+            .lock()
+            .values()
+            .filter(|f| f.ino == ino)
+            .all(|f| f.dirty_size.lock().is_none() && f.version.lock().as_deref() == version)
     }
 
     async fn open_secret(
@@ -820,10 +834,15 @@ impl SecretFs {
                 Some(data)
             }
         };
-        let keep_cache = match &base {
+        let version = base.as_ref().and_then(|data| data.version.clone());
+        let kernel_has_this_version = match &base {
             Some(data) => self.note_version(ino, data.version.as_deref()),
             None => false,
         };
+        // Pages filled through another handle may hold another version (an older snapshot,
+        // or uncommitted writes): keep the page cache only when every handle agrees.
+        let keep_cache =
+            kernel_has_this_version && !mode.write && self.handles_agree(ino, version.as_deref());
         let truncate = mode.truncate && mode.write;
         let state = FileState {
             base,
@@ -843,10 +862,13 @@ impl SecretFs {
             append: mode.append,
             state: tokio::sync::Mutex::new(state),
             dirty_size: Mutex::new(dirty_size),
+            version: Mutex::new(version),
         });
         Ok(Opened {
             fh,
-            keep_cache: keep_cache && !truncate,
+            keep_cache,
+            // Writes bypass the page cache, so no reader sees uncommitted bytes.
+            direct_io: mode.write,
         })
     }
 
@@ -1115,6 +1137,7 @@ impl SecretFs {
                     "secret set"
                 );
                 // The kernel may cache the new content from now on; drop the old pages.
+                file.version.lock().clone_from(&version);
                 if let Some(node) = self.inodes.lock().get_mut(file.ino) {
                     node.kernel_version = version;
                 }

@@ -120,6 +120,8 @@ pub struct Opened {
     pub fh: u64,
     /// The kernel's page cache holds this very version: keep it.
     pub keep_cache: bool,
+    /// Bypass the page cache (handles that write).
+    pub direct_io: bool,
 }
 
 /// How a file is opened.
