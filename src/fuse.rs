@@ -15,7 +15,8 @@ use std::time::SystemTime;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use tokio::runtime::Handle;
 use tracing::{debug, error};
@@ -41,6 +42,7 @@ pub fn errno(error: &FsError) -> Errno {
         FsError::NoData { .. } => Errno::ENODATA,
         FsError::NotADirectory { .. } => Errno::ENOTDIR,
         FsError::IsADirectory { .. } => Errno::EISDIR,
+        FsError::Unsupported { .. } => Errno::EOPNOTSUPP,
         FsError::BadHandle { .. } => Errno::EBADF,
     }
 }
@@ -474,6 +476,59 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let Some(name) = name_str(name) else {
+            return reply.error(Errno::EOPNOTSUPP);
+        };
+        match self.run("setxattr", self.fs.setxattr(ino.0, name, value)) {
+            Ok(()) => reply.ok(),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some(name) = name_str(name) else {
+            return reply.error(Errno::ENODATA);
+        };
+        match self.run("getxattr", self.fs.getxattr(ino.0, name)) {
+            Ok(value) => reply_xattr(reply, size, &value),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.run("listxattr", self.fs.listxattr(ino.0)) {
+            Ok(names) => {
+                let mut list = Vec::new();
+                for name in names {
+                    list.extend_from_slice(name.as_bytes());
+                    list.push(0);
+                }
+                reply_xattr(reply, size, &list);
+            }
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name_str(name) else {
+            return reply.error(Errno::ENODATA);
+        };
+        match self.run("removexattr", self.fs.removexattr(ino.0, name)) {
+            Ok(()) => reply.ok(),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
     fn create(
         &self,
         _req: &Request,
@@ -497,6 +552,20 @@ impl Filesystem for FuseAdapter {
             ),
             Err(errno) => reply.error(errno),
         }
+    }
+}
+
+/// The xattr protocol: size 0 asks for the length; a too-small buffer is ERANGE.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    let Ok(len) = u32::try_from(value.len()) else {
+        return reply.error(Errno::E2BIG);
+    };
+    if size == 0 {
+        reply.size(len);
+    } else if len > size {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
     }
 }
 

@@ -14,6 +14,7 @@ use super::inode::{
     InodeTable, NodeKey, DELETED_DIR_INO, DELETED_DIR_NAME, ROOT_INO, VERSIONS_DIR_INO,
     VERSIONS_DIR_NAME,
 };
+use super::xattr::{self, XattrRefusal};
 use super::{
     is_transient, Attr, DeletedConflictPolicy, DirEntry, Entry, FileKind, FsConfig, FsError,
     KernelNotifier, OpenMode, Opened, SetAttr,
@@ -21,21 +22,23 @@ use super::{
 use crate::cache::{Cache, CachePolicy, Fetched, Weigh};
 use crate::vault::model::{
     is_valid_secret_name, secret_name_problem, SecretAttributes, SecretBundle, SecretId,
-    SecretSetParameters, Tags, MAX_SECRET_NAME_LEN,
+    SecretSetParameters, SecretUpdateParameters, Tags, MAX_SECRET_NAME_LEN,
 };
 use crate::vault::{SecretStore, VaultError};
 
 /// A secret version as the filesystem shows it: decoded content plus what a rewrite keeps.
 pub(crate) struct SecretData {
     /// The name as the vault spells it.
-    name: String,
-    version: Option<String>,
-    content: Zeroizing<Vec<u8>>,
-    encoding: Encoding,
-    enabled: bool,
-    content_type: Option<String>,
-    tags: Option<Tags>,
-    attributes: SecretAttributes,
+    pub(crate) name: String,
+    pub(crate) id: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) content: Zeroizing<Vec<u8>>,
+    pub(crate) encoding: Encoding,
+    pub(crate) enabled: bool,
+    pub(crate) content_type: Option<String>,
+    pub(crate) tags: Option<Tags>,
+    pub(crate) attributes: SecretAttributes,
+    pub(crate) managed: Option<bool>,
 }
 
 impl SecretData {
@@ -48,6 +51,8 @@ impl SecretData {
         };
         let attributes = bundle.attributes.unwrap_or_default();
         SecretData {
+            id: bundle.id.clone(),
+            managed: bundle.managed,
             name: id
                 .as_ref()
                 .map_or_else(|| asked_name.to_owned(), |id| id.name.clone()),
@@ -65,6 +70,8 @@ impl SecretData {
     fn disabled(name: &str, listed: Option<&ListedSecret>) -> SecretData {
         SecretData {
             name: listed.map_or_else(|| name.to_owned(), |l| l.name.clone()),
+            id: None,
+            managed: None,
             version: None,
             content: Zeroizing::new(Vec::new()),
             encoding: Encoding::Text,
@@ -1631,6 +1638,123 @@ impl SecretFs {
                 name,
             })
             .collect())
+    }
+
+    // ----- extended attributes --------------------------------------------------------
+
+    /// The secret behind `ino`, for attribute calls; `None` for anything else.
+    async fn xattr_target(&self, ino: u64) -> Result<Option<Arc<SecretData>>, FsError> {
+        let (key, name) = self.node(ino)?;
+        let NodeKey::Secret(secret_key) = key else {
+            return Ok(None);
+        };
+        if self.placeholders.lock().contains_key(&secret_key) {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.load_secret(&name)
+                .await?
+                .value
+                .ok_or(FsError::NotFound { name })?,
+        ))
+    }
+
+    pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
+        Ok(match self.xattr_target(ino).await? {
+            Some(data) => xattr::all(&data).into_iter().map(|(n, _)| n).collect(),
+            None => Vec::new(),
+        })
+    }
+
+    pub async fn getxattr(&self, ino: u64, attribute: &str) -> Result<Vec<u8>, FsError> {
+        let no_data = |name: &str| FsError::NoData {
+            name: name.to_owned(),
+            attribute: attribute.to_owned(),
+        };
+        // security.*, system.posix_acl_*: asked on every `ls -l`; never a vault call.
+        if !attribute.starts_with(xattr::PREFIX) {
+            return Err(no_data(""));
+        }
+        let data = self.xattr_target(ino).await?.ok_or_else(|| no_data(""))?;
+        xattr::get(&data, attribute)
+            .map(String::into_bytes)
+            .ok_or_else(|| no_data(&data.name))
+    }
+
+    pub async fn setxattr(&self, ino: u64, attribute: &str, value: &[u8]) -> Result<(), FsError> {
+        let data = self.xattr_target(ino).await?.ok_or(FsError::Unsupported {
+            name: attribute.to_owned(),
+        })?;
+        self.check_writable(&data.name)?;
+        let value = std::str::from_utf8(value).map_err(|_| FsError::InvalidArgument {
+            name: data.name.clone(),
+            reason: format!("{attribute} must be UTF-8 text"),
+        })?;
+        let update = xattr::set(&data, attribute, value)
+            .map_err(|refusal| self.xattr_refusal(&data.name, attribute, refusal))?;
+        self.update_properties(ino, &data, update).await
+    }
+
+    pub async fn removexattr(&self, ino: u64, attribute: &str) -> Result<(), FsError> {
+        let data = self.xattr_target(ino).await?.ok_or(FsError::NoData {
+            name: String::new(),
+            attribute: attribute.to_owned(),
+        })?;
+        self.check_writable(&data.name)?;
+        let update = xattr::remove(&data, attribute)
+            .map_err(|refusal| self.xattr_refusal(&data.name, attribute, refusal))?;
+        self.update_properties(ino, &data, update).await
+    }
+
+    fn xattr_refusal(&self, name: &str, attribute: &str, refusal: XattrRefusal) -> FsError {
+        match refusal {
+            XattrRefusal::Unknown if attribute.starts_with(xattr::PREFIX) => FsError::NoData {
+                name: name.to_owned(),
+                attribute: attribute.to_owned(),
+            },
+            XattrRefusal::Unknown => FsError::Unsupported {
+                name: attribute.to_owned(),
+            },
+            XattrRefusal::ReadOnly => FsError::NotPermitted {
+                name: name.to_owned(),
+                reason: format!("{attribute} is read-only"),
+            },
+            XattrRefusal::BadValue(reason) => FsError::InvalidArgument {
+                name: name.to_owned(),
+                reason: format!("{attribute}: {reason}"),
+            },
+        }
+    }
+
+    async fn update_properties(
+        &self,
+        ino: u64,
+        data: &SecretData,
+        update: SecretUpdateParameters,
+    ) -> Result<(), FsError> {
+        let bundle = self
+            .store
+            .update_secret_properties(&data.name, None, update)
+            .await
+            .map_err(|error| {
+                warn!(secret = data.name.as_str(), %error, "could not update secret properties");
+                FsError::from(error)
+            })?;
+        info!(secret = data.name.as_str(), "secret properties updated");
+        let key = data.name.to_ascii_lowercase();
+        // The value did not change (no new version): keep it, take the new properties.
+        let mut updated = SecretData::from_bundle(bundle, &data.name);
+        if updated.enabled && data.enabled {
+            updated.content = Zeroizing::new(data.content.to_vec());
+            updated.encoding = data.encoding;
+            self.values.insert(&key, Some(updated));
+        } else {
+            // Enabling or disabling changes what a get answers: ask again.
+            self.values.invalidate(&key);
+        }
+        self.listings.invalidate(ALL_SECRETS);
+        self.inval_inode(ino);
+        Ok(())
     }
 
     // ----- cache control ----------------------------------------------------------------

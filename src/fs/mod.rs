@@ -16,6 +16,7 @@
 mod content;
 mod core;
 mod inode;
+mod xattr;
 
 #[cfg(test)]
 pub(crate) mod memory_store;
@@ -198,6 +199,8 @@ pub enum FsError {
     NotADirectory { name: String },
     #[error("{name} is a directory")]
     IsADirectory { name: String },
+    #[error("extended attribute {name} is not supported here")]
+    Unsupported { name: String },
     #[error("stale or unknown file handle {fh}")]
     BadHandle { fh: u64 },
 }

@@ -577,3 +577,61 @@ async fn commit_pending_commits_open_dirty_handles() {
     fs.release(opened.fh).await.expect("release");
     assert_eq!(store.calls("set"), 1);
 }
+
+#[tokio::test]
+async fn properties_show_and_change_as_extended_attributes() {
+    let (store, fs) = setup(config());
+    store.seed("s", "v", &[("env", "prod")]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let names = fs.listxattr(ino).await.expect("list");
+    assert!(names.contains(&"user.akv.tags.env".to_owned()));
+    assert!(names.contains(&"user.akv.version".to_owned()));
+    assert_eq!(
+        fs.getxattr(ino, "user.akv.tags.env").await.expect("get"),
+        b"prod"
+    );
+    assert_eq!(
+        fs.getxattr(ino, "user.akv.enabled").await.expect("get"),
+        b"true"
+    );
+    let before = store.total_calls();
+    assert!(matches!(
+        fs.getxattr(ino, "security.selinux").await,
+        Err(FsError::NoData { .. })
+    ));
+    assert_eq!(
+        store.total_calls(),
+        before,
+        "foreign namespaces cost nothing"
+    );
+    fs.setxattr(ino, "user.akv.tags.team", b"blue")
+        .await
+        .expect("set tag");
+    fs.setxattr(ino, "user.akv.content_type", b"text/plain")
+        .await
+        .expect("set content type");
+    assert_eq!(store.calls("update"), 2);
+    assert_eq!(store.calls("set"), 0, "no new version");
+    let tags = store.current("s").expect("s").1.expect("tags");
+    assert_eq!(tags.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(tags.get("env").map(String::as_str), Some("prod"));
+    fs.removexattr(ino, "user.akv.tags.env")
+        .await
+        .expect("remove");
+    assert!(!store
+        .current("s")
+        .expect("s")
+        .1
+        .expect("tags")
+        .contains_key("env"));
+    assert!(matches!(
+        fs.setxattr(ino, "user.akv.version", b"x").await,
+        Err(FsError::NotPermitted { .. })
+    ));
+    assert!(matches!(
+        fs.setxattr(ino, "user.akv.expires", b"soon").await,
+        Err(FsError::InvalidArgument { .. })
+    ));
+    // The value is still served from the cache after property changes.
+    assert_eq!(read_all(&fs, "s").await.expect("read"), b"v");
+}
