@@ -158,8 +158,6 @@ impl FileState {
 
 struct OpenFile {
     ino: u64,
-    /// Lower-cased secret name (cache key); empty for read-only views.
-    key: String,
     /// Name for vault calls and logs.
     name: String,
     writable: bool,
@@ -169,6 +167,36 @@ struct OpenFile {
     dirty_size: Mutex<Option<u64>>,
     /// The secret version this handle reads (changes when it commits).
     version: Mutex<Option<String>>,
+    /// Set for scratch files: commits go here, never to the vault.
+    scratch: Option<Arc<ScratchFile>>,
+}
+
+/// An editor's scratch file (swap, backup, temporary): a name Key Vault cannot hold, kept in
+/// memory on this mount only.
+struct ScratchFile {
+    ino: u64,
+    content: Mutex<Zeroizing<Vec<u8>>>,
+    modified: Mutex<SystemTime>,
+}
+
+/// Scratch files are for editors, not storage: bounded so they cannot eat the daemon's memory.
+const MAX_SCRATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Names editors use for swap, backup and temporary files (vim `.x.swp` and `x~`, emacs `#x#`
+/// and `.#x`, gedit `.goutputstream-…`), which Key Vault cannot hold.
+pub(crate) fn is_scratch_name(name: &str) -> bool {
+    if is_valid_secret_name(name)
+        || matches!(name, "." | ".." | VERSIONS_DIR_NAME | DELETED_DIR_NAME)
+        || name.contains('/')
+    {
+        return false;
+    }
+    name.starts_with('.')
+        || name.ends_with('~')
+        || (name.len() > 1 && name.starts_with('#') && name.ends_with('#'))
+        || [".swp", ".swx", ".swo", ".tmp", ".bak", ".save"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
 }
 
 /// A file created on this mount and not in the vault (yet).
@@ -188,6 +216,11 @@ pub struct SecretFs {
     listings: Cache<Listing, VaultError>,
     inodes: Mutex<InodeTable>,
     placeholders: Mutex<HashMap<String, Placeholder>>,
+    /// Scratch files by exact name.
+    scratch: Mutex<HashMap<String, Arc<ScratchFile>>>,
+    /// Secrets renamed to a scratch name (an editor's backup): hidden on this mount, never
+    /// deleted in the vault, visible again once written or created.
+    shadowed: Mutex<std::collections::HashSet<String>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
     next_fh: AtomicU64,
@@ -231,6 +264,8 @@ impl SecretFs {
             listings,
             inodes: Mutex::new(InodeTable::default()),
             placeholders: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(HashMap::new()),
+            shadowed: Mutex::new(std::collections::HashSet::new()),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -344,6 +379,26 @@ impl SecretFs {
         attr.mtime = placeholder.created;
         attr.ctime = placeholder.created;
         attr.crtime = placeholder.created;
+        Entry {
+            attr,
+            ttl: Duration::ZERO,
+        }
+    }
+
+    fn scratch_entry(&self, file: &ScratchFile) -> Entry {
+        let size = self
+            .dirty_size(file.ino)
+            .unwrap_or(file.content.lock().len() as u64);
+        let modified = *file.modified.lock();
+        let mut attr = self.file_attr(
+            file.ino,
+            size,
+            self.secret_perm(true),
+            &SecretAttributes::default(),
+        );
+        attr.mtime = modified;
+        attr.ctime = modified;
+        attr.crtime = modified;
         Entry {
             attr,
             ttl: Duration::ZERO,
@@ -577,7 +632,13 @@ impl SecretFs {
             NodeKey::Root => match name {
                 VERSIONS_DIR_NAME => Ok(self.dir_entry(VERSIONS_DIR_INO, false)),
                 DELETED_DIR_NAME => Ok(self.dir_entry(DELETED_DIR_INO, true)),
-                _ if !is_valid_secret_name(name) => Err(not_found()),
+                _ if !is_valid_secret_name(name) => {
+                    let scratch = self.scratch.lock().get(name).cloned();
+                    scratch
+                        .map(|file| self.scratch_entry(&file))
+                        .ok_or_else(not_found)
+                }
+                _ if self.shadowed.lock().contains(&name.to_ascii_lowercase()) => Err(not_found()),
                 _ => self.secret_entry_by_name(name).await,
             },
             NodeKey::VersionsDir => {
@@ -624,9 +685,10 @@ impl SecretFs {
                     .ino_for(NodeKey::Deleted(name.to_ascii_lowercase()), &listed.name);
                 Ok(self.deleted_entry(ino, listed))
             }
-            NodeKey::Secret(_) | NodeKey::Version(..) | NodeKey::Deleted(_) => {
-                Err(FsError::NotADirectory { name: parent_name })
-            }
+            NodeKey::Secret(_)
+            | NodeKey::Version(..)
+            | NodeKey::Deleted(_)
+            | NodeKey::Scratch(_) => Err(FsError::NotADirectory { name: parent_name }),
         }
     }
 
@@ -692,6 +754,12 @@ impl SecretFs {
             NodeKey::DeletedDir => Ok(self.dir_entry(DELETED_DIR_INO, true)),
             NodeKey::VersionsOf(_) => Ok(self.dir_entry(ino, false)),
             NodeKey::Secret(_) => self.secret_entry_by_name(&name).await,
+            NodeKey::Scratch(scratch_name) => {
+                let scratch = self.scratch.lock().get(&scratch_name).cloned();
+                scratch
+                    .map(|file| self.scratch_entry(&file))
+                    .ok_or(FsError::NotFound { name })
+            }
             NodeKey::Version(_, version) => self.version_entry(ino, &name, &version).await,
             NodeKey::Deleted(_) => {
                 let listing = self.load_deleted_listing().await?;
@@ -738,6 +806,7 @@ impl SecretFs {
                 Err(FsError::IsADirectory { name })
             }
             NodeKey::Secret(secret_key) => self.open_secret(ino, secret_key, &name, mode).await,
+            NodeKey::Scratch(scratch_name) => self.open_scratch(&scratch_name, mode),
             NodeKey::Version(_, version) => {
                 if mode.write || mode.truncate {
                     return Err(FsError::AccessDenied {
@@ -785,7 +854,6 @@ impl SecretFs {
     fn read_only_file(&self, ino: u64, name: &str, base: Option<Arc<SecretData>>) -> OpenFile {
         OpenFile {
             ino,
-            key: String::new(),
             name: name.to_owned(),
             writable: false,
             append: false,
@@ -798,7 +866,49 @@ impl SecretFs {
             }),
             dirty_size: Mutex::new(None),
             version: Mutex::new(None),
+            scratch: None,
         }
+    }
+
+    fn open_scratch(&self, name: &str, mode: OpenMode) -> Result<Opened, FsError> {
+        if mode.write || mode.truncate {
+            self.check_writable(name)?;
+        }
+        let file = self
+            .scratch
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or(FsError::NotFound {
+                name: name.to_owned(),
+            })?;
+        let truncate = mode.truncate && mode.write;
+        let buffer = if truncate {
+            Zeroizing::new(Vec::new())
+        } else {
+            Zeroizing::new(file.content.lock().to_vec())
+        };
+        let fh = self.register_file(OpenFile {
+            ino: file.ino,
+            name: name.to_owned(),
+            writable: mode.write,
+            append: mode.append,
+            state: tokio::sync::Mutex::new(FileState {
+                base: None,
+                buffer: Some(buffer),
+                dirty: truncate,
+                poisoned: false,
+                failed: None,
+            }),
+            dirty_size: Mutex::new(truncate.then_some(0)),
+            version: Mutex::new(None),
+            scratch: Some(file),
+        });
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+            direct_io: true,
+        })
     }
 
     /// Whether every open handle of `ino` reads `version` and none has uncommitted changes.
@@ -863,13 +973,13 @@ impl SecretFs {
         let dirty_size = if state.dirty { Some(0) } else { None };
         let fh = self.register_file(OpenFile {
             ino,
-            key,
             name: name.to_owned(),
             writable: mode.write,
             append: mode.append,
             state: tokio::sync::Mutex::new(state),
             dirty_size: Mutex::new(dirty_size),
             version: Mutex::new(version),
+            scratch: None,
         });
         Ok(Opened {
             fh,
@@ -891,9 +1001,10 @@ impl SecretFs {
         let (parent_key, parent_name) = self.node(parent)?;
         match parent_key {
             NodeKey::Root => {}
-            NodeKey::Secret(_) | NodeKey::Version(..) | NodeKey::Deleted(_) => {
-                return Err(FsError::NotADirectory { name: parent_name })
-            }
+            NodeKey::Secret(_)
+            | NodeKey::Version(..)
+            | NodeKey::Deleted(_)
+            | NodeKey::Scratch(_) => return Err(FsError::NotADirectory { name: parent_name }),
             _ => {
                 return Err(FsError::NotPermitted {
                     name: format!("{parent_name}/{name}"),
@@ -902,6 +1013,9 @@ impl SecretFs {
             }
         }
         self.check_writable(name)?;
+        if is_scratch_name(name) {
+            return self.create_scratch(name, mode);
+        }
         if let Some(reason) = secret_name_problem(name) {
             warn!(
                 name,
@@ -923,6 +1037,8 @@ impl SecretFs {
             write: true,
             ..mode
         };
+        // An editor re-creating the secret it renamed to its backup: the secret is back.
+        self.shadowed.lock().remove(&key);
         let existing_placeholder = self.placeholders.lock().get(&key).cloned();
         let exists_in_vault = match existing_placeholder {
             Some(_) => false,
@@ -975,6 +1091,54 @@ impl SecretFs {
         Ok((self.placeholder_entry(&placeholder), opened))
     }
 
+    fn create_scratch(&self, name: &str, mode: OpenMode) -> Result<(Entry, Opened), FsError> {
+        let exists = self.scratch.lock().contains_key(name);
+        if exists && mode.exclusive {
+            return Err(FsError::Exists {
+                name: name.to_owned(),
+                reason: "the file exists".into(),
+            });
+        }
+        if !exists {
+            debug!(
+                name,
+                "scratch file kept in memory only (Key Vault cannot hold this name)"
+            );
+            self.insert_scratch(name, Zeroizing::new(Vec::new()));
+        }
+        let opened = self.open_scratch(
+            name,
+            OpenMode {
+                write: true,
+                ..mode
+            },
+        )?;
+        let file = self
+            .scratch
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or(FsError::NotFound {
+                name: name.to_owned(),
+            })?;
+        Ok((self.scratch_entry(&file), opened))
+    }
+
+    fn insert_scratch(&self, name: &str, content: Zeroizing<Vec<u8>>) {
+        let ino = self
+            .inodes
+            .lock()
+            .ino_for(NodeKey::Scratch(name.to_owned()), name);
+        self.scratch.lock().insert(
+            name.to_owned(),
+            Arc::new(ScratchFile {
+                ino,
+                content: Mutex::new(content),
+                modified: Mutex::new(SystemTime::now()),
+            }),
+        );
+    }
+
     pub async fn read(
         &self,
         fh: u64,
@@ -1018,7 +1182,13 @@ impl SecretFs {
                 name: file.name.clone(),
             }
         };
-        if end > MAX_CONTENT_BYTES {
+        if file.scratch.is_some() {
+            if end > MAX_SCRATCH_BYTES {
+                return Err(FsError::TooLarge {
+                    name: file.name.clone(),
+                });
+            }
+        } else if end > MAX_CONTENT_BYTES {
             return Err(too_large(&mut state));
         }
         // Check on a copy first: a refused write must not change the buffer.
@@ -1027,7 +1197,7 @@ impl SecretFs {
             candidate.resize(end, 0);
         }
         candidate[start..end].copy_from_slice(data);
-        if !content::fits(&candidate, encoding) {
+        if file.scratch.is_none() && !content::fits(&candidate, encoding) {
             return Err(too_large(&mut state));
         }
         let new_len = candidate.len() as u64;
@@ -1092,64 +1262,32 @@ impl SecretFs {
                 None => Ok(()),
             };
         }
-        let content = Zeroizing::new(state.content().to_vec());
-        let encoding = content::encoding_for(&content, state.encoding());
-        if !content::fits(&content, encoding) {
-            state.poisoned = true;
-            warn!(
-                secret = file.name.as_str(),
-                "commit refused: the value is too large"
-            );
-            return Err(FsError::TooLarge {
-                name: file.name.clone(),
-            });
+        if let Some(scratch) = &file.scratch {
+            *scratch.content.lock() = Zeroizing::new(state.content().to_vec());
+            *scratch.modified.lock() = SystemTime::now();
+            state.dirty = false;
+            *file.dirty_size.lock() = None;
+            return Ok(());
         }
+        let content = Zeroizing::new(state.content().to_vec());
         let base = state.base.clone();
-        let name = base
-            .as_ref()
-            .map_or(file.name.as_str(), |b| b.name.as_str());
-        let parameters = SecretSetParameters {
-            value: content::encode(&content, encoding),
-            tags: content::tags_for(base.as_ref().and_then(|b| b.tags.as_ref()), encoding),
-            content_type: base.as_ref().and_then(|b| b.content_type.clone()),
-            attributes: base.as_ref().map(|b| SecretAttributes {
-                enabled: b.attributes.enabled,
-                nbf: b.attributes.nbf,
-                exp: b.attributes.exp,
-                ..SecretAttributes::default()
-            }),
-        };
-        match self.set_secret(name, parameters).await {
-            Ok(bundle) => {
-                let mut data = SecretData::from_bundle(bundle, name);
-                // What we wrote is what readers must see, whatever the response carried.
-                data.content = content;
-                data.encoding = encoding;
-                let data = self.values.insert(&file.key, Some(data));
-                let was_new = base.is_none();
+        match self
+            .store_value(file.ino, &file.name, base.as_ref(), content)
+            .await
+        {
+            Ok(data) => {
+                let version = data.as_ref().and_then(|d| d.version.clone());
                 state.base = data;
                 state.buffer = None;
                 state.dirty = false;
                 state.failed = None;
                 *file.dirty_size.lock() = None;
-                if was_new {
-                    self.placeholders.lock().remove(&file.key);
-                    self.listings.invalidate(ALL_SECRETS);
-                }
-                self.listings.invalidate(&versions_key(&file.key));
-                let version = state.base.as_ref().and_then(|b| b.version.clone());
-                info!(
-                    secret = name,
-                    version = version.as_deref().unwrap_or("?"),
-                    "secret set"
-                );
-                // The kernel may cache the new content from now on; drop the old pages.
                 file.version.lock().clone_from(&version);
-                if let Some(node) = self.inodes.lock().get_mut(file.ino) {
-                    node.kernel_version = version;
-                }
-                self.inval_inode(file.ino);
                 Ok(())
+            }
+            Err(error @ FsError::TooLarge { .. }) => {
+                state.poisoned = true;
+                Err(error)
             }
             Err(error) => {
                 state.dirty = false;
@@ -1158,6 +1296,65 @@ impl SecretFs {
                 Err(error)
             }
         }
+    }
+
+    /// Set `content` as the new value of the secret behind `ino` (one set call), keeping the
+    /// base version's encoding, tags, content type and attributes; then make every reader on
+    /// this mount see it.
+    async fn store_value(
+        &self,
+        ino: u64,
+        asked_name: &str,
+        base: Option<&Arc<SecretData>>,
+        content: Zeroizing<Vec<u8>>,
+    ) -> Result<Option<Arc<SecretData>>, FsError> {
+        let name = base.map_or(asked_name, |b| b.name.as_str());
+        let key = name.to_ascii_lowercase();
+        let encoding = content::encoding_for(&content, base.map_or(Encoding::Text, |b| b.encoding));
+        if !content::fits(&content, encoding) {
+            warn!(
+                secret = name,
+                "set refused: the value is beyond 25,600 characters"
+            );
+            return Err(FsError::TooLarge {
+                name: name.to_owned(),
+            });
+        }
+        let parameters = SecretSetParameters {
+            value: content::encode(&content, encoding),
+            tags: content::tags_for(base.and_then(|b| b.tags.as_ref()), encoding),
+            content_type: base.and_then(|b| b.content_type.clone()),
+            attributes: base.map(|b| SecretAttributes {
+                enabled: b.attributes.enabled,
+                nbf: b.attributes.nbf,
+                exp: b.attributes.exp,
+                ..SecretAttributes::default()
+            }),
+        };
+        let bundle = self.set_secret(name, parameters).await?;
+        let mut data = SecretData::from_bundle(bundle, name);
+        // What we wrote is what readers must see, whatever the response carried.
+        data.content = content;
+        data.encoding = encoding;
+        let data = self.values.insert(&key, Some(data));
+        let version = data.as_ref().and_then(|d| d.version.clone());
+        info!(
+            secret = name,
+            version = version.as_deref().unwrap_or("?"),
+            "secret set"
+        );
+        if base.is_none() {
+            self.placeholders.lock().remove(&key);
+            self.listings.invalidate(ALL_SECRETS);
+        }
+        self.shadowed.lock().remove(&key);
+        self.listings.invalidate(&versions_key(&key));
+        // The kernel may cache the new content from now on; drop the old pages.
+        if let Some(node) = self.inodes.lock().get_mut(ino) {
+            node.kernel_version = version;
+        }
+        self.inval_inode(ino);
+        Ok(data)
     }
 
     /// `set_secret`, applying the deleted-but-recoverable policy.
@@ -1264,7 +1461,12 @@ impl SecretFs {
         if size == state.content().len() && state.buffer.is_some() {
             return Ok(());
         }
-        if size > MAX_CONTENT_BYTES {
+        let limit = if file.scratch.is_some() {
+            MAX_SCRATCH_BYTES
+        } else {
+            MAX_CONTENT_BYTES
+        };
+        if size > limit {
             return Err(FsError::TooLarge {
                 name: file.name.clone(),
             });
@@ -1272,7 +1474,7 @@ impl SecretFs {
         let encoding = state.encoding();
         let buffer = state.buffer_mut();
         buffer.resize(size, 0);
-        if !content::fits(buffer, encoding) {
+        if file.scratch.is_none() && !content::fits(buffer, encoding) {
             return Err(FsError::TooLarge {
                 name: file.name.clone(),
             });
@@ -1301,12 +1503,20 @@ impl SecretFs {
             _ => return Err(FsError::NotADirectory { name: parent_name }),
         }
         if !is_valid_secret_name(name) {
+            return match self.scratch.lock().remove(name) {
+                Some(_) => Ok(()),
+                None => Err(FsError::NotFound {
+                    name: name.to_owned(),
+                }),
+            };
+        }
+        self.check_writable(name)?;
+        let key = name.to_ascii_lowercase();
+        if self.shadowed.lock().contains(&key) {
             return Err(FsError::NotFound {
                 name: name.to_owned(),
             });
         }
-        self.check_writable(name)?;
-        let key = name.to_ascii_lowercase();
         if self.placeholders.lock().remove(&key).is_some() {
             debug!(
                 secret = name,
@@ -1401,12 +1611,164 @@ impl SecretFs {
         self.check_writable(new_name)?;
         match from_dir {
             NodeKey::DeletedDir => self.recover(name, new_name).await,
-            NodeKey::Root => self.rename_secret(name, new_name, no_replace).await,
+            NodeKey::Root => match (is_valid_secret_name(name), is_valid_secret_name(new_name)) {
+                (false, false) => self.rename_scratch(name, new_name, no_replace),
+                (false, true) => self.scratch_to_secret(name, new_name, no_replace).await,
+                (true, false) => self.secret_to_scratch(name, new_name, no_replace).await,
+                (true, true) => {
+                    let key = name.to_ascii_lowercase();
+                    let placeholder = self.placeholders.lock().remove(&key);
+                    match placeholder {
+                        // Nothing in the vault yet: the placeholder just changes name.
+                        Some(_) => {
+                            let new_key = new_name.to_ascii_lowercase();
+                            let ino = self
+                                .inodes
+                                .lock()
+                                .ino_for(NodeKey::Secret(new_key.clone()), new_name);
+                            self.placeholders.lock().insert(
+                                new_key,
+                                Placeholder {
+                                    ino,
+                                    name: new_name.to_owned(),
+                                    created: SystemTime::now(),
+                                },
+                            );
+                            Ok(())
+                        }
+                        None => self.rename_secret(name, new_name, no_replace).await,
+                    }
+                }
+            },
             _ => Err(FsError::NotPermitted {
                 name: name.to_owned(),
                 reason: "only secrets and deleted secrets can be renamed".into(),
             }),
         }
+    }
+
+    /// Scratch to scratch: memory only.
+    fn rename_scratch(&self, name: &str, new_name: &str, no_replace: bool) -> Result<(), FsError> {
+        if !is_scratch_name(new_name) {
+            return Err(FsError::InvalidName {
+                name: new_name.to_owned(),
+                reason: secret_name_problem(new_name).unwrap_or("not a secret name"),
+            });
+        }
+        let mut scratch = self.scratch.lock();
+        if no_replace && scratch.contains_key(new_name) {
+            return Err(FsError::Exists {
+                name: new_name.to_owned(),
+                reason: "the target exists".into(),
+            });
+        }
+        let file = scratch.remove(name).ok_or(FsError::NotFound {
+            name: name.to_owned(),
+        })?;
+        let content = Zeroizing::new(file.content.lock().to_vec());
+        drop(scratch);
+        self.insert_scratch(new_name, content);
+        Ok(())
+    }
+
+    /// An editor's temporary file renamed over a secret: one set with its content, keeping
+    /// the target's encoding, tags and content type.
+    async fn scratch_to_secret(
+        &self,
+        name: &str,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
+        let file = self
+            .scratch
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or(FsError::NotFound {
+                name: name.to_owned(),
+            })?;
+        let key = new_name.to_ascii_lowercase();
+        let is_placeholder = self.placeholders.lock().contains_key(&key);
+        let base = if is_placeholder {
+            None
+        } else {
+            self.load_secret(new_name).await?.value
+        };
+        if no_replace && (base.is_some() || is_placeholder) {
+            return Err(FsError::Exists {
+                name: new_name.to_owned(),
+                reason: "the target exists".into(),
+            });
+        }
+        if base.as_ref().is_some_and(|b| !b.enabled) {
+            return Err(FsError::AccessDenied {
+                name: new_name.to_owned(),
+                reason: "the secret is disabled".into(),
+            });
+        }
+        let ino = self.inodes.lock().ino_for(
+            NodeKey::Secret(key),
+            base.as_ref().map_or(new_name, |b| b.name.as_str()),
+        );
+        let content = Zeroizing::new(file.content.lock().to_vec());
+        self.store_value(ino, new_name, base.as_ref(), content)
+            .await?;
+        self.scratch.lock().remove(name);
+        Ok(())
+    }
+
+    /// A secret renamed to a name Key Vault cannot hold (an editor's backup `NAME~`): the
+    /// scratch file gets its content, and the secret is hidden on this mount — never deleted
+    /// in the vault — until it is created or written again.
+    async fn secret_to_scratch(
+        &self,
+        name: &str,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
+        if !is_scratch_name(new_name) {
+            let reason = secret_name_problem(new_name).unwrap_or("not a secret name");
+            warn!(
+                name = new_name,
+                reason, "rename refused: not a valid Key Vault secret name"
+            );
+            return Err(FsError::InvalidName {
+                name: new_name.to_owned(),
+                reason,
+            });
+        }
+        if no_replace && self.scratch.lock().contains_key(new_name) {
+            return Err(FsError::Exists {
+                name: new_name.to_owned(),
+                reason: "the target exists".into(),
+            });
+        }
+        let key = name.to_ascii_lowercase();
+        if self.placeholders.lock().remove(&key).is_some() {
+            self.insert_scratch(new_name, Zeroizing::new(Vec::new()));
+            return Ok(());
+        }
+        let data = self
+            .load_secret(name)
+            .await?
+            .value
+            .ok_or(FsError::NotFound {
+                name: name.to_owned(),
+            })?;
+        if !data.enabled {
+            return Err(FsError::AccessDenied {
+                name: name.to_owned(),
+                reason: "the secret is disabled".into(),
+            });
+        }
+        self.insert_scratch(new_name, Zeroizing::new(data.content.to_vec()));
+        self.shadowed.lock().insert(key);
+        info!(
+            secret = name,
+            backup = new_name,
+            "secret renamed to an editor backup name: hidden on this mount, not deleted in the vault"
+        );
+        Ok(())
     }
 
     async fn recover(&self, name: &str, new_name: &str) -> Result<(), FsError> {
@@ -1507,9 +1869,10 @@ impl SecretFs {
     pub fn opendir(&self, ino: u64) -> Result<u64, FsError> {
         let (key, name) = self.node(ino)?;
         match key {
-            NodeKey::Secret(_) | NodeKey::Version(..) | NodeKey::Deleted(_) => {
-                Err(FsError::NotADirectory { name })
-            }
+            NodeKey::Secret(_)
+            | NodeKey::Version(..)
+            | NodeKey::Deleted(_)
+            | NodeKey::Scratch(_) => Err(FsError::NotADirectory { name }),
             _ => {
                 let fh = self.new_fh();
                 self.dirs.lock().insert(fh, None);
@@ -1573,6 +1936,19 @@ impl SecretFs {
                     names.push((ino, FileKind::File, listed.name.clone()));
                 }
                 drop(inodes);
+                let shadowed = self.shadowed.lock().clone();
+                names.retain(|(_, kind, name)| {
+                    *kind == FileKind::Directory || !shadowed.contains(&name.to_ascii_lowercase())
+                });
+                let scratch: Vec<(String, u64)> = self
+                    .scratch
+                    .lock()
+                    .iter()
+                    .map(|(name, file)| (name.clone(), file.ino))
+                    .collect();
+                for (name, ino) in scratch {
+                    names.push((ino, FileKind::File, name));
+                }
                 let placeholders: Vec<Placeholder> =
                     self.placeholders.lock().values().cloned().collect();
                 for placeholder in placeholders {
@@ -1624,9 +2000,10 @@ impl SecretFs {
                     names.push((ino, FileKind::File, listed.name.clone()));
                 }
             }
-            NodeKey::Secret(_) | NodeKey::Version(..) | NodeKey::Deleted(_) => {
-                return Err(FsError::NotADirectory { name })
-            }
+            NodeKey::Secret(_)
+            | NodeKey::Version(..)
+            | NodeKey::Deleted(_)
+            | NodeKey::Scratch(_) => return Err(FsError::NotADirectory { name }),
         }
         Ok(names
             .into_iter()

@@ -27,6 +27,8 @@ pub enum NodeKey {
     Version(String, String),
     /// `/.deleted/NAME`
     Deleted(String),
+    /// `/NAME` for an editor's scratch file kept in memory (exact spelling).
+    Scratch(String),
 }
 
 #[derive(Clone, Debug)]

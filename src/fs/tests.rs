@@ -635,3 +635,74 @@ async fn properties_show_and_change_as_extended_attributes() {
     // The value is still served from the cache after property changes.
     assert_eq!(read_all(&fs, "s").await.expect("read"), b"v");
 }
+
+/// vim with default settings (backupcopy=auto → rename): swap file, the `4913` probe, rename
+/// of the original to `NAME~`, a fresh `NAME` written and fsynced, the backup removed.
+#[tokio::test]
+async fn vim_style_save_sets_one_version_and_deletes_nothing() {
+    let (store, fs) = setup(config());
+    store.seed("conf", "old value\n", &[("env", "prod")]);
+    assert_eq!(read_all(&fs, "conf").await.expect("read"), b"old value\n");
+    // Swap file.
+    let (_, swap) = fs.create(ROOT_INO, ".conf.swp", WRITE).await.expect("swap");
+    fs.write(swap.fh, 0, &[0u8; 4096]).await.expect("swap write");
+    fs.fsync(swap.fh).await.expect("swap fsync");
+    // Probe whether the directory allows creating files.
+    let (_, probe) = fs
+        .create(
+            ROOT_INO,
+            "4913",
+            OpenMode {
+                exclusive: true,
+                ..WRITE
+            },
+        )
+        .await
+        .expect("probe");
+    fs.release(probe.fh).await.expect("probe close");
+    fs.unlink(ROOT_INO, "4913").await.expect("probe rm");
+    // Backup by rename, then write the new file.
+    fs.rename(ROOT_INO, "conf", ROOT_INO, "conf~", false)
+        .await
+        .expect("backup rename");
+    assert!(fs.lookup(ROOT_INO, "conf").await.is_err(), "renamed away");
+    let (_, new_file) = fs.create(ROOT_INO, "conf", WRITE).await.expect("create");
+    fs.write(new_file.fh, 0, b"new value\n").await.expect("write");
+    fs.fsync(new_file.fh).await.expect("fsync");
+    fs.release(new_file.fh).await.expect("close");
+    fs.unlink(ROOT_INO, "conf~").await.expect("remove backup");
+    fs.release(swap.fh).await.expect("swap close");
+    fs.unlink(ROOT_INO, ".conf.swp").await.expect("swap rm");
+
+    let (value, tags) = store.current("conf").expect("conf");
+    assert_eq!(value, "new value\n");
+    assert_eq!(tags.expect("tags").get("env").map(String::as_str), Some("prod"));
+    assert_eq!(store.calls("set"), 1, "exactly one new version");
+    assert_eq!(store.calls("delete"), 0, "no secret deleted");
+    assert_eq!(store.version_count("conf"), 2);
+    assert!(store.current("4913").is_none(), "no scratch name reached the vault");
+    assert_eq!(read_all(&fs, "conf").await.expect("read"), b"new value\n");
+}
+
+#[tokio::test]
+async fn a_temporary_file_renamed_over_a_secret_is_one_set() {
+    let (store, fs) = setup(config());
+    store.seed("conf", "old", &[]);
+    let (_, tmp) = fs
+        .create(ROOT_INO, ".goutputstream-ABC123", WRITE)
+        .await
+        .expect("tmp");
+    fs.write(tmp.fh, 0, b"replaced").await.expect("write");
+    fs.release(tmp.fh).await.expect("close");
+    assert_eq!(store.calls("set"), 0);
+    fs.rename(ROOT_INO, ".goutputstream-ABC123", ROOT_INO, "conf", false)
+        .await
+        .expect("rename over");
+    assert_eq!(store.calls("set"), 1);
+    assert_eq!(store.current("conf").expect("conf").0, "replaced");
+    assert!(fs.lookup(ROOT_INO, ".goutputstream-ABC123").await.is_err());
+    assert!(matches!(
+        fs.create(ROOT_INO, "not_scratch.txt", WRITE).await,
+        Err(FsError::InvalidName { .. })
+    ));
+}
