@@ -499,6 +499,42 @@ mod mount_tests {
     }
 
     #[test]
+    fn vim_edits_a_secret_with_one_new_version_and_no_delete() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        if std::process::Command::new("vim")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: vim not installed");
+            return;
+        }
+        m.store.seed("conf", "old value", &[]);
+        let status = std::process::Command::new("vim")
+            .args(["-E", "-s", "-N", "-u", "DEFAULTS", "-i", "NONE"])
+            .args(["-c", "%s/old/new/", "-c", "wq"])
+            .arg(m.dir.path().join("conf"))
+            .status()
+            .expect("run vim");
+        assert!(status.success(), "vim failed: {status}");
+        assert_eq!(m.store.current("conf").expect("conf").0, "new value\n");
+        assert_eq!(m.store.calls("set"), 1, "one new version");
+        assert_eq!(m.store.calls("delete"), 0, "nothing deleted");
+        let names: Vec<String> = std::fs::read_dir(m.dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with('~') || n.ends_with(".swp")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,

@@ -645,7 +645,9 @@ async fn vim_style_save_sets_one_version_and_deletes_nothing() {
     assert_eq!(read_all(&fs, "conf").await.expect("read"), b"old value\n");
     // Swap file.
     let (_, swap) = fs.create(ROOT_INO, ".conf.swp", WRITE).await.expect("swap");
-    fs.write(swap.fh, 0, &[0u8; 4096]).await.expect("swap write");
+    fs.write(swap.fh, 0, &[0u8; 4096])
+        .await
+        .expect("swap write");
     fs.fsync(swap.fh).await.expect("swap fsync");
     // Probe whether the directory allows creating files.
     let (_, probe) = fs
@@ -667,7 +669,9 @@ async fn vim_style_save_sets_one_version_and_deletes_nothing() {
         .expect("backup rename");
     assert!(fs.lookup(ROOT_INO, "conf").await.is_err(), "renamed away");
     let (_, new_file) = fs.create(ROOT_INO, "conf", WRITE).await.expect("create");
-    fs.write(new_file.fh, 0, b"new value\n").await.expect("write");
+    fs.write(new_file.fh, 0, b"new value\n")
+        .await
+        .expect("write");
     fs.fsync(new_file.fh).await.expect("fsync");
     fs.release(new_file.fh).await.expect("close");
     fs.unlink(ROOT_INO, "conf~").await.expect("remove backup");
@@ -676,11 +680,17 @@ async fn vim_style_save_sets_one_version_and_deletes_nothing() {
 
     let (value, tags) = store.current("conf").expect("conf");
     assert_eq!(value, "new value\n");
-    assert_eq!(tags.expect("tags").get("env").map(String::as_str), Some("prod"));
+    assert_eq!(
+        tags.expect("tags").get("env").map(String::as_str),
+        Some("prod")
+    );
     assert_eq!(store.calls("set"), 1, "exactly one new version");
     assert_eq!(store.calls("delete"), 0, "no secret deleted");
     assert_eq!(store.version_count("conf"), 2);
-    assert!(store.current("4913").is_none(), "no scratch name reached the vault");
+    assert!(
+        store.current("4913").is_none(),
+        "no scratch name reached the vault"
+    );
     assert_eq!(read_all(&fs, "conf").await.expect("read"), b"new value\n");
 }
 
