@@ -1,1 +1,553 @@
 //! Mount a filesystem core with fuser: options, worker threads, kernel cache invalidation.
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::fs::{FsConfig, SecretFs};
+use crate::fuse::{FuseAdapter, QueuedNotifier};
+use crate::vault::SecretStore;
+
+/// Where and how to mount.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    pub mountpoint: PathBuf,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    /// `-o a,b,c` as in fstab; each element may itself hold several comma-separated options.
+    pub extra_options: Vec<String>,
+    /// FUSE worker threads (each runs one request at a time).
+    pub worker_threads: usize,
+}
+
+impl MountOptions {
+    pub fn new(mountpoint: impl Into<PathBuf>) -> MountOptions {
+        MountOptions {
+            mountpoint: mountpoint.into(),
+            allow_other: false,
+            allow_root: false,
+            extra_options: Vec::new(),
+            worker_threads: 8,
+        }
+    }
+}
+
+/// The mount options and filesystem settings `-o` asked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ParsedOptions {
+    mount_options: Vec<MountOption>,
+    allow_other: bool,
+    allow_root: bool,
+    read_only: bool,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+/// Parse fstab-style `-o` options. Options that only matter to `mount(8)`/fstab (`noauto`,
+/// `user`, `_netdev`, `x-…`) are accepted and ignored; unknown ones are refused by name, since
+/// the kernel would refuse the whole mount with a bare EINVAL.
+fn parse_extra_options(extra: &[String]) -> io::Result<ParsedOptions> {
+    let mut parsed = ParsedOptions::default();
+    for option in extra.iter().flat_map(|o| o.split(',')).map(str::trim) {
+        let (key, value) = match option.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (option, None),
+        };
+        let number = |value: Option<&str>| -> io::Result<u32> {
+            value.and_then(|v| v.parse().ok()).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("mount option {option:?} needs a number, e.g. {key}=1000"),
+                )
+            })
+        };
+        match key {
+            ""
+            | "rw"
+            | "default_permissions"
+            | "defaults"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "users"
+            | "_netdev"
+            | "nofail" => {}
+            _ if key.starts_with("x-") || key.starts_with("comment=") => {}
+            "ro" => parsed.read_only = true,
+            "allow_other" => parsed.allow_other = true,
+            "allow_root" => parsed.allow_root = true,
+            "auto_unmount" => parsed.mount_options.push(MountOption::AutoUnmount),
+            "uid" => parsed.uid = Some(number(value)?),
+            "gid" => parsed.gid = Some(number(value)?),
+            "dev" => parsed.mount_options.push(MountOption::Dev),
+            "nodev" => parsed.mount_options.push(MountOption::NoDev),
+            "suid" => parsed.mount_options.push(MountOption::Suid),
+            "nosuid" => parsed.mount_options.push(MountOption::NoSuid),
+            "exec" => parsed.mount_options.push(MountOption::Exec),
+            "noexec" => parsed.mount_options.push(MountOption::NoExec),
+            "atime" => parsed.mount_options.push(MountOption::Atime),
+            "noatime" => parsed.mount_options.push(MountOption::NoAtime),
+            "sync" => parsed.mount_options.push(MountOption::Sync),
+            "async" => parsed.mount_options.push(MountOption::Async),
+            "dirsync" => parsed.mount_options.push(MountOption::DirSync),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "unknown mount option {option:?}; known: ro, rw, allow_other, allow_root, \
+                         auto_unmount, uid=N, gid=N, [no]dev, [no]suid, [no]exec, [no]atime, \
+                         sync, async, dirsync (and fstab-only ones such as noauto, _netdev)"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// A running mount. Dropping it unmounts (best effort); prefer [`MountHandle::unmount`].
+pub struct MountHandle {
+    fs: Arc<SecretFs>,
+    runtime: Handle,
+    mountpoint: PathBuf,
+    unmounter: Mutex<SessionUnmounter>,
+    session: Mutex<Option<JoinHandle<io::Result<()>>>>,
+    ended: watch::Receiver<bool>,
+}
+
+/// Mount `store` at `options.mountpoint`. Call it outside the runtime's async context (a plain
+/// thread or `spawn_blocking`): the FUSE handshake blocks.
+pub fn mount(
+    store: Arc<dyn SecretStore>,
+    runtime: Handle,
+    mut fs_config: FsConfig,
+    options: MountOptions,
+) -> io::Result<MountHandle> {
+    let parsed = parse_extra_options(&options.extra_options)?;
+    fs_config.read_only |= parsed.read_only;
+    if let Some(uid) = parsed.uid {
+        fs_config.uid = uid;
+    }
+    if let Some(gid) = parsed.gid {
+        fs_config.gid = gid;
+    }
+    let mut mount_options = vec![
+        MountOption::FSName("akvfs".into()),
+        MountOption::Subtype("akvfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    mount_options.retain(|o| {
+        !parsed.mount_options.iter().any(|p| {
+            matches!(
+                (o, p),
+                (MountOption::NoDev, MountOption::Dev) | (MountOption::NoSuid, MountOption::Suid)
+            )
+        })
+    });
+    mount_options.extend(parsed.mount_options.iter().cloned());
+    mount_options.push(if fs_config.read_only {
+        MountOption::RO
+    } else {
+        MountOption::RW
+    });
+    let acl = if options.allow_other || parsed.allow_other {
+        SessionACL::All
+    } else if options.allow_root || parsed.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    let mut config = Config::default();
+    config.mount_options = mount_options;
+    config.acl = acl;
+    config.n_threads = Some(options.worker_threads.max(1));
+
+    recover_stale_mount(&options.mountpoint);
+
+    let fs = Arc::new(SecretFs::new(store, fs_config));
+    let kernel = Arc::new(OnceLock::new());
+    fs.set_notifier(Arc::new(QueuedNotifier::start(kernel.clone())?));
+    let adapter = FuseAdapter::new(fs.clone(), runtime.clone());
+    let mut session = fuser::Session::new(adapter, &options.mountpoint, &config).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot mount on {}: {e}", options.mountpoint.display()),
+        )
+    })?;
+    let _ = kernel.set(session.notifier());
+    let unmounter = session.unmount_callable();
+    let (ended_tx, ended) = watch::channel(false);
+    let session = std::thread::Builder::new()
+        .name("akvfs-session".into())
+        .spawn(move || {
+            let result = session.run();
+            let _ = ended_tx.send(true);
+            result
+        })?;
+    info!(mountpoint = %options.mountpoint.display(), "mounted");
+    Ok(MountHandle {
+        fs,
+        runtime,
+        mountpoint: options.mountpoint,
+        unmounter: Mutex::new(unmounter),
+        session: Mutex::new(Some(session)),
+        ended,
+    })
+}
+
+/// After `kill -9` of a previous daemon the mountpoint answers ENOTCONN ("Transport endpoint
+/// is not connected"); detach that dead mount so a new one can take its place.
+fn recover_stale_mount(mountpoint: &Path) {
+    let Err(error) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    if error.raw_os_error() != Some(libc::ENOTCONN) {
+        return;
+    }
+    warn!(mountpoint = %mountpoint.display(), "found a dead mount (its daemon is gone); detaching it");
+    let detached = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
+        .ok()
+        // SAFETY: a valid NUL-terminated path; umount2 does not keep the pointer.
+        .is_some_and(|path| unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0);
+    if !detached {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mountpoint)
+            .status();
+    }
+}
+
+/// Run `future` to completion from any context, including inside the runtime (on a helper
+/// thread, since `block_on` must not run on a runtime thread).
+fn block_on_anywhere<T: Send>(runtime: &Handle, future: impl Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| runtime.block_on(future))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+impl MountHandle {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Forget every cached value and listing (SIGHUP).
+    pub fn drop_caches(&self) {
+        self.fs.drop_caches();
+    }
+
+    /// Commit every open handle with uncommitted writes now (before unmounting).
+    pub fn commit_pending(&self) {
+        let failures = block_on_anywhere(&self.runtime, self.fs.commit_pending());
+        if failures > 0 {
+            warn!(
+                failures,
+                "some pending writes could not be committed (see the errors above)"
+            );
+        }
+    }
+
+    /// Resolves when the filesystem got unmounted, by us or externally (`umount`,
+    /// `fusermount3 -u`).
+    pub async fn unmounted(&self) {
+        let mut ended = self.ended.clone();
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+
+    /// Unmount and wait for the session threads to finish.
+    pub fn unmount(self) -> io::Result<()> {
+        self.unmount_inner()
+    }
+
+    fn unmount_inner(&self) -> io::Result<()> {
+        let Some(session) = self.session.lock().take() else {
+            return Ok(());
+        };
+        if !*self.ended.borrow() {
+            if let Err(error) = self.unmounter.lock().unmount() {
+                // Busy (open files): detach now, the kernel finishes when they close.
+                warn!(mountpoint = %self.mountpoint.display(), %error, "unmount failed; detaching lazily");
+                let path = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                // SAFETY: a valid NUL-terminated path; umount2 does not keep the pointer.
+                if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        // The session ends once the kernel lets go; do not hang forever on a lazy unmount.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !session.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if session.is_finished() {
+            session
+                .join()
+                .map_err(|_| io::Error::other("the FUSE session thread panicked"))??;
+        } else {
+            warn!(mountpoint = %self.mountpoint.display(), "FUSE session still busy after unmount; leaving it");
+        }
+        info!(mountpoint = %self.mountpoint.display(), "unmounted");
+        Ok(())
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        if let Err(error) = self.unmount_inner() {
+            warn!(mountpoint = %self.mountpoint.display(), %error, "unmount on drop failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fstab_options_parse() {
+        let parsed = parse_extra_options(&[
+            "ro,allow_other".into(),
+            "uid=1000,noauto,x-systemd.automount".into(),
+        ])
+        .expect("parse");
+        assert!(parsed.read_only && parsed.allow_other);
+        assert_eq!(parsed.uid, Some(1000));
+        assert!(parse_extra_options(&["bogus".into()]).is_err());
+        assert!(parse_extra_options(&["uid=me".into()]).is_err());
+    }
+}
+
+/// Real mounts of the in-memory store (root and /dev/fuse needed; skipped otherwise).
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+    use crate::fs::memory_store::MemoryStore;
+    use std::io::Write;
+
+    struct Mounted {
+        store: Arc<MemoryStore>,
+        handle: Option<MountHandle>,
+        _runtime: tokio::runtime::Runtime,
+        dir: tempfile::TempDir,
+    }
+
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            if let Some(handle) = self.handle.take() {
+                let _ = handle.unmount();
+            }
+        }
+    }
+
+    fn can_mount() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
+    }
+
+    fn mounted(config: FsConfig) -> Option<Mounted> {
+        if !can_mount() {
+            eprintln!("skipped: needs root and /dev/fuse");
+            return None;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = Arc::new(MemoryStore::new());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let handle = mount(
+            store.clone(),
+            runtime.handle().clone(),
+            config,
+            MountOptions::new(dir.path()),
+        )
+        .expect("mount");
+        Some(Mounted {
+            store,
+            handle: Some(handle),
+            _runtime: runtime,
+            dir,
+        })
+    }
+
+    #[test]
+    fn echo_cat_ls_rm_through_the_kernel() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let root = m.dir.path();
+        m.store.seed("existing", "hello", &[]);
+        assert_eq!(
+            std::fs::read_to_string(root.join("existing")).expect("cat"),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::metadata(root.join("EXISTING"))
+                .expect("stat")
+                .len(),
+            5
+        );
+
+        std::fs::write(root.join("new-one"), "x\n").expect("echo");
+        assert_eq!(m.store.calls("set"), 1);
+        assert_eq!(
+            std::fs::read_to_string(root.join("new-one")).expect("cat"),
+            "x\n"
+        );
+
+        // A 20 KiB value in 4 KiB chunks is one set.
+        let mut file = std::fs::File::create(root.join("chunked")).expect("create");
+        for _ in 0..5 {
+            file.write_all(&[b'a'; 4096]).expect("write");
+        }
+        drop(file);
+        assert_eq!(m.store.calls("set"), 2);
+        assert_eq!(
+            std::fs::metadata(root.join("chunked")).expect("stat").len(),
+            20 * 1024
+        );
+
+        let mut names: Vec<String> = std::fs::read_dir(root)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".deleted", ".versions", "chunked", "existing", "new-one"]
+        );
+
+        let error = std::fs::write(root.join("bad_name.txt"), "x").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL));
+        let error = std::fs::write(root.join("big"), vec![b'a'; 25_601]).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EFBIG));
+
+        std::fs::remove_file(root.join("existing")).expect("rm");
+        assert!(std::fs::metadata(root.join("existing")).is_err());
+        assert_eq!(m.store.calls("delete"), 1);
+        assert!(root.join(".deleted/existing").exists());
+        assert_eq!(
+            std::fs::create_dir(root.join("dir"))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EPERM)
+        );
+    }
+
+    #[test]
+    fn overwrite_is_seen_by_the_next_reader_with_the_right_size() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let path = m.dir.path().join("s");
+        m.store.seed("s", "a fairly long first value", &[]);
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat"),
+            "a fairly long first value"
+        );
+        std::fs::write(&path, "short").expect("overwrite");
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "short");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 5);
+        let mut append = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open append");
+        append.write_all(b"+more").expect("append");
+        drop(append);
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "short+more");
+        assert_eq!(m.store.current("s").expect("set").0, "short+more");
+    }
+
+    #[test]
+    fn a_change_by_another_client_is_seen_after_the_ttl_with_its_new_size() {
+        let Some(m) = mounted(FsConfig {
+            cache_ttl: Duration::from_millis(300),
+            ..FsConfig::default()
+        }) else {
+            return;
+        };
+        let path = m.dir.path().join("s");
+        m.store.seed("s", "v1", &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "v1");
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "v1");
+        let held = std::fs::File::open(&path).expect("open and hold");
+        m.store.seed("s", "version two, longer", &[]);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat"),
+            "version two, longer",
+            "new content, full length, no stale pages"
+        );
+        drop(held);
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 19);
+    }
+
+    #[test]
+    fn vim_edits_a_secret_with_one_new_version_and_no_delete() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        if std::process::Command::new("vim")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: vim not installed");
+            return;
+        }
+        m.store.seed("conf", "old value", &[]);
+        let status = std::process::Command::new("vim")
+            .args(["-E", "-s", "-N", "-u", "DEFAULTS", "-i", "NONE"])
+            .args(["-c", "%s/old/new/", "-c", "wq"])
+            .arg(m.dir.path().join("conf"))
+            .status()
+            .expect("run vim");
+        assert!(status.success(), "vim failed: {status}");
+        assert_eq!(m.store.current("conf").expect("conf").0, "new value\n");
+        assert_eq!(m.store.calls("set"), 1, "one new version");
+        assert_eq!(m.store.calls("delete"), 0, "nothing deleted");
+        let names: Vec<String> = std::fs::read_dir(m.dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with('~') || n.ends_with(".swp")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn read_only_mounts_answer_erofs() {
+        let Some(m) = mounted(FsConfig {
+            read_only: true,
+            ..FsConfig::default()
+        }) else {
+            return;
+        };
+        m.store.seed("s", "v", &[]);
+        let error = std::fs::write(m.dir.path().join("s"), "x").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EROFS));
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join("s")).expect("cat"),
+            "v"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! File content ↔ stored secret value: the Azure CLI `file-encoding` tag convention and the
+//! service's size limit.
+
+use base64::Engine;
+use zeroize::Zeroizing;
+
+use crate::secret_value::SecretValue;
+use crate::vault::model::{Tags, FILE_ENCODING_TAG, MAX_SECRET_VALUE_CHARS};
+
+/// How a file's bytes are stored in the secret value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// The value is the content (UTF-8 text).
+    Text,
+    /// `file-encoding=base64`: the value is the base64 of the content.
+    Base64,
+    /// `file-encoding=hex`: the value is the hex of the content.
+    Hex,
+}
+
+impl Encoding {
+    /// The encoding a secret's tags declare (`base64`/`hex`, case-insensitive); anything else
+    /// (absent, `utf-8`, `ascii`) is text.
+    pub fn from_tags(tags: Option<&Tags>) -> Encoding {
+        let declared = tags.and_then(|tags| {
+            tags.iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(FILE_ENCODING_TAG))
+                .map(|(_, value)| value.to_ascii_lowercase())
+        });
+        match declared.as_deref() {
+            Some("base64") => Encoding::Base64,
+            Some("hex") => Encoding::Hex,
+            _ => Encoding::Text,
+        }
+    }
+
+    pub fn tag_value(self) -> Option<&'static str> {
+        match self {
+            Encoding::Text => None,
+            Encoding::Base64 => Some("base64"),
+            Encoding::Hex => Some("hex"),
+        }
+    }
+}
+
+/// The stored value decoded into file content. A value that does not decode as its tag says is
+/// shown as is (better than hiding it).
+pub fn decode(value: &SecretValue, encoding: Encoding) -> Zeroizing<Vec<u8>> {
+    let text = value.expose().trim();
+    let decoded = match encoding {
+        Encoding::Text => None,
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(text).ok(),
+        Encoding::Hex => hex::decode(text).ok(),
+    };
+    match decoded {
+        Some(bytes) => Zeroizing::new(bytes),
+        None => Zeroizing::new(value.expose().as_bytes().to_vec()),
+    }
+}
+
+/// The encoding to store `content` with, given the secret's current one: a secret tagged
+/// base64/hex keeps it; text that is not valid UTF-8 becomes base64.
+pub fn encoding_for(content: &[u8], current: Encoding) -> Encoding {
+    match current {
+        Encoding::Text if std::str::from_utf8(content).is_err() => Encoding::Base64,
+        other => other,
+    }
+}
+
+/// The stored value for `content`.
+pub fn encode(content: &[u8], encoding: Encoding) -> SecretValue {
+    let text = match encoding {
+        Encoding::Text => match std::str::from_utf8(content) {
+            Ok(text) => text.to_owned(),
+            // encoding_for never asks for this; be safe rather than lossy.
+            Err(_) => base64::engine::general_purpose::STANDARD.encode(content),
+        },
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(content),
+        Encoding::Hex => hex::encode(content),
+    };
+    SecretValue::new(text)
+}
+
+/// The tags to send with a rewrite: the old ones with `file-encoding` set to match.
+pub fn tags_for(old: Option<&Tags>, encoding: Encoding) -> Option<Tags> {
+    let mut tags = old.cloned().unwrap_or_default();
+    let existing_key = tags
+        .keys()
+        .find(|key| key.eq_ignore_ascii_case(FILE_ENCODING_TAG))
+        .cloned();
+    match (encoding.tag_value(), existing_key) {
+        (Some(value), Some(key)) => {
+            tags.insert(key, value.to_owned());
+        }
+        (Some(value), None) => {
+            tags.insert(FILE_ENCODING_TAG.to_owned(), value.to_owned());
+        }
+        // Text keeps whatever text tag (`utf-8`, `ascii`) it had.
+        (None, _) => {}
+    }
+    if tags.is_empty() && old.is_none() {
+        None
+    } else {
+        Some(tags)
+    }
+}
+
+/// Whether `content` stored with the secret's current encoding stays within the service limit
+/// (25,600 characters of stored value). Content that ends inside a UTF-8 sequence counts as
+/// text still being written, so a multi-byte character split across two writes is not
+/// mistaken for binary.
+pub fn fits(content: &[u8], current: Encoding) -> bool {
+    let limit = MAX_SECRET_VALUE_CHARS;
+    match current {
+        Encoding::Base64 => content.len().div_ceil(3) * 4 <= limit,
+        Encoding::Hex => content.len() * 2 <= limit,
+        Encoding::Text => {
+            match std::str::from_utf8(content) {
+                // Characters never exceed bytes: skip counting when the bytes fit.
+                Ok(text) => text.len() <= limit || text.chars().count() <= limit,
+                Err(error) if error.error_len().is_none() => {
+                    let (valid, rest) = content.split_at(error.valid_up_to());
+                    let chars =
+                        std::str::from_utf8(valid).map_or(usize::MAX, |t| t.chars().count());
+                    chars.saturating_add(usize::from(!rest.is_empty())) <= limit
+                }
+                // Binary: stored as base64.
+                Err(_) => content.len().div_ceil(3) * 4 <= limit,
+            }
+        }
+    }
+}
+
+/// Largest content length that could possibly fit, to refuse absurd offsets before allocating.
+pub const MAX_CONTENT_BYTES: usize = MAX_SECRET_VALUE_CHARS * 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_stored_length() {
+        assert!(fits(&[b'a'; 25_600], Encoding::Text));
+        assert!(!fits(&[b'a'; 25_601], Encoding::Text));
+        assert!(fits(&[0xff; 19_200], Encoding::Text), "binary is base64");
+        assert!(!fits(&[0xff; 19_201], Encoding::Text));
+        assert!(fits(&[b'a'; 12_800], Encoding::Hex));
+        assert!(!fits(&[b'a'; 12_801], Encoding::Hex));
+        let snowmen = "☃".repeat(25_600);
+        assert!(
+            fits(snowmen.as_bytes(), Encoding::Text),
+            "characters, not bytes"
+        );
+        // A write that ends inside a character is still text.
+        let cut = &snowmen.as_bytes()[..snowmen.len() - 1];
+        assert!(fits(cut, Encoding::Text));
+    }
+
+    #[test]
+    fn binary_round_trips_through_base64_with_a_tag() {
+        let content = [0u8, 0xff, 0x80, 7];
+        let encoding = encoding_for(&content, Encoding::Text);
+        assert_eq!(encoding, Encoding::Base64);
+        let value = encode(&content, encoding);
+        let tags = tags_for(None, encoding).expect("tags");
+        assert_eq!(
+            tags.get(FILE_ENCODING_TAG).map(String::as_str),
+            Some("base64")
+        );
+        assert_eq!(
+            decode(&value, Encoding::from_tags(Some(&tags))).as_slice(),
+            &content
+        );
+    }
+
+    #[test]
+    fn tagged_secrets_keep_their_encoding() {
+        assert_eq!(encoding_for(b"text", Encoding::Hex), Encoding::Hex);
+        assert_eq!(encode(b"hi", Encoding::Hex).expose(), "6869");
+        let mut tags = Tags::new();
+        tags.insert("File-Encoding".into(), "HEX".into());
+        assert_eq!(Encoding::from_tags(Some(&tags)), Encoding::Hex);
+        let kept = tags_for(Some(&tags), Encoding::Hex).expect("tags");
+        assert_eq!(kept.len(), 1);
+    }
+}

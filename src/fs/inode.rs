@@ -1,0 +1,138 @@
+//! The inode table: a stable number for every path the kernel has seen. Secrets are keyed by
+//! their lower-cased name (the vault is case-insensitive), so `FOO` and `foo` are one inode.
+//! Inodes are never reused while mounted (a few bytes each), which keeps `forget` trivial.
+
+use std::collections::HashMap;
+
+pub const ROOT_INO: u64 = 1;
+pub const VERSIONS_DIR_INO: u64 = 2;
+pub const DELETED_DIR_INO: u64 = 3;
+
+/// Name of the directory of old versions.
+pub const VERSIONS_DIR_NAME: &str = ".versions";
+/// Name of the directory of soft-deleted secrets.
+pub const DELETED_DIR_NAME: &str = ".deleted";
+
+/// What an inode stands for. Secret names are lower-cased here.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NodeKey {
+    Root,
+    VersionsDir,
+    DeletedDir,
+    /// `/NAME`
+    Secret(String),
+    /// `/.versions/NAME`
+    VersionsOf(String),
+    /// `/.versions/NAME/VERSION`
+    Version(String, String),
+    /// `/.deleted/NAME`
+    Deleted(String),
+    /// `/NAME` for an editor's scratch file kept in memory (exact spelling).
+    Scratch(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub key: NodeKey,
+    /// The name as the vault spells it (or as it was created), for vault calls and listings.
+    pub name: String,
+    /// The secret version whose content the kernel may hold in its page cache.
+    pub kernel_version: Option<String>,
+}
+
+pub struct InodeTable {
+    by_key: HashMap<NodeKey, u64>,
+    nodes: HashMap<u64, Node>,
+    next_ino: u64,
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        let mut table = InodeTable {
+            by_key: HashMap::new(),
+            nodes: HashMap::new(),
+            next_ino: DELETED_DIR_INO + 1,
+        };
+        for (ino, key, name) in [
+            (ROOT_INO, NodeKey::Root, ""),
+            (VERSIONS_DIR_INO, NodeKey::VersionsDir, VERSIONS_DIR_NAME),
+            (DELETED_DIR_INO, NodeKey::DeletedDir, DELETED_DIR_NAME),
+        ] {
+            table.by_key.insert(key.clone(), ino);
+            table.nodes.insert(
+                ino,
+                Node {
+                    key,
+                    name: name.to_owned(),
+                    kernel_version: None,
+                },
+            );
+        }
+        table
+    }
+}
+
+impl InodeTable {
+    /// The inode of `key`, allocated on first use. `name` (the vault's spelling) replaces the
+    /// remembered one.
+    pub fn ino_for(&mut self, key: NodeKey, name: &str) -> u64 {
+        if let Some(&ino) = self.by_key.get(&key) {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                if node.name != name {
+                    node.name = name.to_owned();
+                }
+            }
+            return ino;
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.by_key.insert(key.clone(), ino);
+        self.nodes.insert(
+            ino,
+            Node {
+                key,
+                name: name.to_owned(),
+                kernel_version: None,
+            },
+        );
+        ino
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    pub fn lookup(&self, key: &NodeKey) -> Option<u64> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Every secret inode (for cache-wide invalidation).
+    pub fn secret_inodes(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| matches!(node.key, NodeKey::Secret(_)))
+            .map(|(&ino, _)| ino)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_inode_per_key_and_the_latest_spelling_wins() {
+        let mut table = InodeTable::default();
+        let a = table.ino_for(NodeKey::Secret("foo".into()), "foo");
+        let b = table.ino_for(NodeKey::Secret("foo".into()), "Foo");
+        assert_eq!(a, b);
+        assert_eq!(table.get(a).map(|n| n.name.as_str()), Some("Foo"));
+        assert!(a > DELETED_DIR_INO);
+        let c = table.ino_for(NodeKey::Deleted("foo".into()), "foo");
+        assert_ne!(a, c);
+    }
+}

@@ -1,0 +1,718 @@
+//! The filesystem core against the in-memory store: behaviour and vault call counts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::memory_store::MemoryStore;
+use super::*;
+use crate::vault::model::FILE_ENCODING_TAG;
+
+fn config() -> FsConfig {
+    FsConfig {
+        uid: 1000,
+        gid: 1000,
+        ..FsConfig::default()
+    }
+}
+
+fn setup(config: FsConfig) -> (Arc<MemoryStore>, Arc<SecretFs>) {
+    let store = Arc::new(MemoryStore::new());
+    let fs = Arc::new(SecretFs::new(store.clone(), config));
+    (store, fs)
+}
+
+const WRITE: OpenMode = OpenMode {
+    read: false,
+    write: true,
+    truncate: true,
+    append: false,
+    exclusive: false,
+};
+const READ: OpenMode = OpenMode {
+    read: true,
+    write: false,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+
+async fn read_all(fs: &SecretFs, name: &str) -> Result<Vec<u8>, FsError> {
+    let entry = fs.lookup(ROOT_INO, name).await?;
+    let opened = fs.open(entry.attr.ino, READ).await?;
+    let data = fs.read(opened.fh, 0, 1 << 20).await?;
+    fs.release(opened.fh).await?;
+    Ok(data.to_vec())
+}
+
+/// `echo VALUE > NAME` as the kernel does it: create (or open with O_TRUNC), write, flush,
+/// release.
+async fn write_file(fs: &SecretFs, name: &str, value: &[u8]) -> Result<(), FsError> {
+    let fh = match fs.lookup(ROOT_INO, name).await {
+        Ok(entry) => fs.open(entry.attr.ino, WRITE).await?.fh,
+        Err(FsError::NotFound { .. }) => fs.create(ROOT_INO, name, WRITE).await?.1.fh,
+        Err(error) => return Err(error),
+    };
+    let written = fs.write(fh, 0, value).await;
+    let flushed = fs.flush(fh).await;
+    let released = fs.release(fh).await;
+    written?;
+    flushed?;
+    released
+}
+
+#[tokio::test]
+async fn lookup_of_an_impossible_name_costs_no_call() {
+    let (store, fs) = setup(config());
+    let error = fs.lookup(ROOT_INO, "no_such.txt").await.unwrap_err();
+    assert!(matches!(error, FsError::NotFound { .. }));
+    assert_eq!(store.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn lookup_is_case_insensitive_and_reports_the_exact_size() {
+    let (store, fs) = setup(config());
+    store.seed("Foo", "hello", &[]);
+    let entry = fs.lookup(ROOT_INO, "FOO").await.expect("lookup");
+    assert_eq!(entry.attr.size, 5);
+    assert_eq!(entry.attr.perm, 0o600);
+    assert_eq!(entry.attr.uid, 1000);
+    assert_eq!(read_all(&fs, "foo").await.expect("read"), b"hello");
+    assert_eq!(
+        store.calls("get"),
+        1,
+        "lookup and read share one cached get"
+    );
+}
+
+#[tokio::test]
+async fn chunked_write_is_one_set_and_flush_without_change_is_none() {
+    let (store, fs) = setup(config());
+    let (_, opened) = fs.create(ROOT_INO, "big", WRITE).await.expect("create");
+    let chunk = [b'a'; 4096];
+    for i in 0..5u64 {
+        fs.write(opened.fh, i * 4096, &chunk).await.expect("write");
+    }
+    fs.flush(opened.fh).await.expect("flush");
+    fs.flush(opened.fh).await.expect("second flush");
+    fs.release(opened.fh).await.expect("release");
+    assert_eq!(store.calls("set"), 1);
+    assert_eq!(store.current("big").expect("set").0.len(), 20 * 1024);
+    // Read-your-writes without another get.
+    let before = store.calls("get");
+    assert_eq!(read_all(&fs, "big").await.expect("read").len(), 20 * 1024);
+    assert_eq!(store.calls("get"), before);
+}
+
+#[tokio::test]
+async fn echo_into_a_new_name_is_one_get_and_one_set() {
+    let (store, fs) = setup(config());
+    write_file(&fs, "new-secret", b"x\n").await.expect("echo");
+    assert_eq!(store.calls("get"), 1, "the lookup's 404");
+    assert_eq!(store.calls("set"), 1);
+    assert_eq!(store.total_calls(), 2);
+    assert_eq!(store.current("new-secret").expect("set").0, "x\n");
+}
+
+#[tokio::test]
+async fn over_the_limit_fails_with_efbig_and_keeps_the_old_value() {
+    let (store, fs) = setup(config());
+    store.seed("s", "old", &[]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let fh = fs.open(ino, WRITE).await.expect("open").fh;
+    let value = vec![b'a'; 25_601];
+    let mut result = Ok(0);
+    for (i, chunk) in value.chunks(4096).enumerate() {
+        result = fs.write(fh, (i * 4096) as u64, chunk).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(FsError::TooLarge { .. })));
+    assert!(matches!(fs.flush(fh).await, Err(FsError::TooLarge { .. })));
+    let _ = fs.release(fh).await;
+    assert_eq!(store.calls("set"), 0);
+    assert_eq!(store.current("s").expect("kept").0, "old");
+    assert_eq!(read_all(&fs, "s").await.expect("read"), b"old");
+    // Exactly at the limit is fine.
+    write_file(&fs, "s", &[b'b'; 25_600])
+        .await
+        .expect("at the limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_cold_reads_cost_one_get() {
+    let (store, fs) = setup(config());
+    store.seed("cold", "value", &[]);
+    store.set_get_delay(Duration::from_millis(50));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let fs = fs.clone();
+        tasks.push(tokio::spawn(async move { read_all(&fs, "cold").await }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("join").expect("read"), b"value");
+    }
+    assert_eq!(store.calls("get"), 1);
+}
+
+#[tokio::test]
+async fn readdir_costs_list_calls_only() {
+    let (store, fs) = setup(config());
+    for i in 0..60 {
+        store.seed(&format!("secret-{i:02}"), "v", &[]);
+    }
+    let fh = fs.opendir(ROOT_INO).expect("opendir");
+    let entries = fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(&names[..4], &[".", "..", ".versions", ".deleted"]);
+    assert_eq!(names.len(), 64);
+    assert_eq!(store.calls("list_pages"), 3);
+    assert_eq!(store.calls("get"), 0);
+    // Inside list_ttl: free.
+    let fh = fs.opendir(ROOT_INO).expect("opendir");
+    fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
+    assert_eq!(store.calls("list_pages"), 3);
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_remembered_for_the_negative_ttl() {
+    let (store, fs) = setup(FsConfig {
+        negative_ttl: Duration::from_millis(100),
+        ..config()
+    });
+    for _ in 0..3 {
+        assert!(fs.lookup(ROOT_INO, "missing").await.is_err());
+    }
+    assert_eq!(store.calls("get"), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    store.seed("missing", "now here", &[]);
+    assert_eq!(
+        fs.lookup(ROOT_INO, "missing")
+            .await
+            .expect("found")
+            .attr
+            .size,
+        8
+    );
+    assert_eq!(store.calls("get"), 2);
+}
+
+#[tokio::test]
+async fn expired_values_are_fetched_again_with_the_new_size() {
+    let (store, fs) = setup(FsConfig {
+        cache_ttl: Duration::from_millis(100),
+        ..config()
+    });
+    store.seed("s", "short", &[]);
+    let entry = fs.lookup(ROOT_INO, "s").await.expect("lookup");
+    assert_eq!(entry.attr.size, 5);
+    assert!(
+        entry.ttl <= Duration::from_millis(100),
+        "kernel TTL within the cache TTL"
+    );
+    store.seed("s", "a longer value", &[]); // another client writes
+    assert_eq!(
+        fs.getattr(entry.attr.ino).await.expect("cached").attr.size,
+        5
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        fs.getattr(entry.attr.ino).await.expect("fresh").attr.size,
+        14
+    );
+    assert_eq!(store.calls("get"), 2);
+}
+
+#[tokio::test]
+async fn writing_a_deleted_name_recovers_it_then_sets() {
+    let (store, fs) = setup(config());
+    store.seed("gone", "v1", &[]);
+    fs.lookup(ROOT_INO, "gone").await.expect("lookup");
+    fs.unlink(ROOT_INO, "gone").await.expect("rm");
+    assert_eq!(store.calls("delete"), 1);
+    assert!(matches!(
+        fs.lookup(ROOT_INO, "gone").await,
+        Err(FsError::NotFound { .. })
+    ));
+    write_file(&fs, "gone", b"v2")
+        .await
+        .expect("write after rm");
+    assert_eq!(store.calls("recover"), 1);
+    assert_eq!(
+        store.calls("set"),
+        2,
+        "the refused set and the one after recovery"
+    );
+    assert_eq!(store.current("gone").expect("back").0, "v2");
+    assert_eq!(store.version_count("gone"), 2, "history kept");
+}
+
+#[tokio::test]
+async fn fail_policy_answers_eexist_at_create() {
+    let (store, fs) = setup(FsConfig {
+        on_deleted_conflict: DeletedConflictPolicy::Fail,
+        ..config()
+    });
+    store.seed("gone", "v1", &[]);
+    fs.unlink(ROOT_INO, "gone").await.expect("rm");
+    let error = fs.create(ROOT_INO, "gone", WRITE).await.unwrap_err();
+    assert!(matches!(error, FsError::Exists { .. }));
+    assert_eq!(store.calls("set"), 0);
+    assert_eq!(store.calls("recover"), 0);
+}
+
+#[tokio::test]
+async fn binary_content_round_trips_as_base64_with_the_tag() {
+    let (store, fs) = setup(config());
+    let binary = [0u8, 159, 146, 150, 255];
+    write_file(&fs, "bin", &binary).await.expect("write");
+    let (value, tags) = store.current("bin").expect("set");
+    assert_eq!(value, "AJ+Slv8=");
+    assert_eq!(
+        tags.expect("tags")
+            .get(FILE_ENCODING_TAG)
+            .map(String::as_str),
+        Some("base64")
+    );
+    fs.drop_caches();
+    assert_eq!(read_all(&fs, "bin").await.expect("read"), binary);
+    assert_eq!(fs.lookup(ROOT_INO, "bin").await.expect("stat").attr.size, 5);
+    // Rewriting with text keeps base64.
+    write_file(&fs, "bin", b"text").await.expect("rewrite");
+    assert_eq!(store.current("bin").expect("set").0, "dGV4dA==");
+}
+
+#[tokio::test]
+async fn tags_survive_a_rewrite() {
+    let (store, fs) = setup(config());
+    store.seed("tagged", "v1", &[("env", "prod")]);
+    write_file(&fs, "tagged", b"v2").await.expect("write");
+    let (value, tags) = store.current("tagged").expect("set");
+    assert_eq!(value, "v2");
+    assert_eq!(
+        tags.expect("tags").get("env").map(String::as_str),
+        Some("prod")
+    );
+}
+
+#[tokio::test]
+async fn values_are_evicted_by_size() {
+    let (store, fs) = setup(FsConfig {
+        cache_size: 10_000,
+        ..config()
+    });
+    for i in 0..5 {
+        store.seed(&format!("s{i}"), &"x".repeat(3000), &[]);
+    }
+    for i in 0..5 {
+        read_all(&fs, &format!("s{i}")).await.expect("read");
+    }
+    assert!(fs.cached_bytes() <= 10_000);
+    assert_eq!(store.calls("get"), 5);
+    read_all(&fs, "s0").await.expect("read again");
+    assert_eq!(store.calls("get"), 6, "s0 was evicted");
+    read_all(&fs, "s4").await.expect("read again");
+    assert_eq!(store.calls("get"), 6, "s4 is still cached");
+}
+
+#[tokio::test]
+async fn touch_makes_a_placeholder_and_the_first_write_creates_the_secret() {
+    let (store, fs) = setup(config());
+    let (entry, opened) = fs.create(ROOT_INO, "later", WRITE).await.expect("create");
+    assert_eq!(entry.attr.size, 0);
+    fs.release(opened.fh).await.expect("release");
+    assert_eq!(store.calls("set"), 0);
+    assert_eq!(
+        fs.lookup(ROOT_INO, "later")
+            .await
+            .expect("visible")
+            .attr
+            .size,
+        0
+    );
+    let fh = fs.opendir(ROOT_INO).expect("opendir");
+    let entries = fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
+    assert!(entries.iter().any(|e| e.name == "later"));
+    write_file(&fs, "later", b"now").await.expect("write");
+    assert_eq!(store.calls("set"), 1);
+    assert_eq!(store.current("later").expect("set").0, "now");
+    // rm of a placeholder costs nothing.
+    let (_, opened) = fs.create(ROOT_INO, "probe", WRITE).await.expect("create");
+    fs.release(opened.fh).await.expect("release");
+    let before = store.total_calls();
+    fs.unlink(ROOT_INO, "probe").await.expect("rm");
+    assert_eq!(store.total_calls(), before);
+}
+
+#[tokio::test]
+async fn invalid_names_are_refused_at_create() {
+    let (store, fs) = setup(config());
+    assert!(matches!(
+        fs.create(ROOT_INO, "bad_name.txt", WRITE).await,
+        Err(FsError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        fs.create(ROOT_INO, &"a".repeat(128), WRITE).await,
+        Err(FsError::NameTooLong { .. })
+    ));
+    assert_eq!(store.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn read_only_mounts_refuse_every_write_path() {
+    let (store, fs) = setup(FsConfig {
+        read_only: true,
+        ..config()
+    });
+    store.seed("s", "v", &[]);
+    let entry = fs.lookup(ROOT_INO, "s").await.expect("lookup");
+    assert_eq!(entry.attr.perm, 0o400);
+    assert!(matches!(
+        fs.open(entry.attr.ino, WRITE).await,
+        Err(FsError::ReadOnly { .. })
+    ));
+    assert!(matches!(
+        fs.create(ROOT_INO, "n", WRITE).await,
+        Err(FsError::ReadOnly { .. })
+    ));
+    assert!(matches!(
+        fs.unlink(ROOT_INO, "s").await,
+        Err(FsError::ReadOnly { .. })
+    ));
+    assert_eq!(store.calls("set") + store.calls("delete"), 0);
+}
+
+#[tokio::test]
+async fn disabled_secrets_show_mode_zero_and_refuse_reads() {
+    let (store, fs) = setup(config());
+    store.seed("off", "v", &[]);
+    store.disable("off");
+    let entry = fs.lookup(ROOT_INO, "off").await.expect("lookup");
+    assert_eq!(entry.attr.perm, 0);
+    assert!(matches!(
+        fs.open(entry.attr.ino, READ).await,
+        Err(FsError::AccessDenied { .. })
+    ));
+}
+
+#[tokio::test]
+async fn partial_overwrite_and_append_start_from_the_current_value() {
+    let (store, fs) = setup(config());
+    store.seed("s", "hello world", &[]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let fh = fs
+        .open(
+            ino,
+            OpenMode {
+                write: true,
+                ..OpenMode::default()
+            },
+        )
+        .await
+        .expect("open")
+        .fh;
+    fs.write(fh, 0, b"HELLO").await.expect("write");
+    fs.release(fh).await.expect("release");
+    assert_eq!(store.current("s").expect("set").0, "HELLO world");
+    let fh = fs
+        .open(
+            ino,
+            OpenMode {
+                write: true,
+                append: true,
+                ..OpenMode::default()
+            },
+        )
+        .await
+        .expect("open")
+        .fh;
+    fs.write(fh, 0, b"!").await.expect("append");
+    fs.release(fh).await.expect("release");
+    assert_eq!(store.current("s").expect("set").0, "HELLO world!");
+}
+
+#[tokio::test]
+async fn truncate_by_path_commits_once() {
+    let (store, fs) = setup(config());
+    store.seed("s", "hello", &[]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let entry = fs
+        .setattr(
+            ino,
+            None,
+            SetAttr {
+                size: Some(2),
+                ..SetAttr::default()
+            },
+        )
+        .await
+        .expect("truncate");
+    assert_eq!(entry.attr.size, 2);
+    assert_eq!(store.calls("set"), 1);
+    assert_eq!(store.current("s").expect("set").0, "he");
+    assert!(matches!(
+        fs.setattr(
+            ino,
+            None,
+            SetAttr {
+                mode: Some(0o644),
+                ..SetAttr::default()
+            }
+        )
+        .await,
+        Err(FsError::NotPermitted { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_close_and_keeps_the_old_value() {
+    let (store, fs) = setup(config());
+    store.seed("s", "old", &[]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let fh = fs.open(ino, WRITE).await.expect("open").fh;
+    fs.write(fh, 0, b"new").await.expect("write");
+    store.fail_with(Some(crate::vault::VaultError::Unavailable {
+        name: "s".into(),
+        message: "503".into(),
+    }));
+    assert!(matches!(
+        fs.flush(fh).await,
+        Err(FsError::Unavailable { .. })
+    ));
+    store.fail_with(None);
+    assert!(
+        fs.release(fh).await.is_err(),
+        "release reports it, never retries"
+    );
+    assert_eq!(store.current("s").expect("kept").0, "old");
+    assert_eq!(read_all(&fs, "s").await.expect("read"), b"old");
+}
+
+#[tokio::test]
+async fn stale_values_are_served_when_the_vault_is_down() {
+    let (store, fs) = setup(FsConfig {
+        cache_ttl: Duration::from_millis(20),
+        stale_if_error: Some(Duration::from_secs(60)),
+        ..config()
+    });
+    store.seed("s", "cached", &[]);
+    read_all(&fs, "s").await.expect("warm");
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    store.fail_with(Some(crate::vault::VaultError::Unavailable {
+        name: "s".into(),
+        message: "down".into(),
+    }));
+    assert_eq!(read_all(&fs, "s").await.expect("stale"), b"cached");
+    assert!(matches!(
+        read_all(&fs, "other").await,
+        Err(FsError::Unavailable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn versions_and_deleted_views_list_and_read() {
+    let (store, fs) = setup(config());
+    store.seed("s", "v1", &[]);
+    store.seed("s", "v2", &[]);
+    store.seed("d", "x", &[]);
+    let versions_of = fs
+        .lookup(VERSIONS_DIR_INO, "S")
+        .await
+        .expect("versions dir");
+    let fh = fs.opendir(versions_of.attr.ino).expect("opendir");
+    let entries = fs
+        .readdir(versions_of.attr.ino, fh, 0)
+        .await
+        .expect("readdir");
+    let versions: Vec<String> = entries.iter().skip(2).map(|e| e.name.clone()).collect();
+    assert_eq!(versions.len(), 2);
+    let first = fs
+        .lookup(versions_of.attr.ino, &versions[0])
+        .await
+        .expect("version");
+    assert_eq!(first.attr.size, 2);
+    let opened = fs.open(first.attr.ino, READ).await.expect("open");
+    assert_eq!(
+        fs.read(opened.fh, 0, 100).await.expect("read").as_slice(),
+        b"v1"
+    );
+    fs.release(opened.fh).await.expect("release");
+
+    fs.unlink(ROOT_INO, "d").await.expect("rm");
+    let fh = fs.opendir(DELETED_DIR_INO).expect("opendir");
+    let entries = fs.readdir(DELETED_DIR_INO, fh, 0).await.expect("readdir");
+    assert!(entries.iter().any(|e| e.name == "d"));
+    assert!(matches!(
+        fs.unlink(DELETED_DIR_INO, "d").await,
+        Err(FsError::NotPermitted { .. })
+    ));
+    fs.rename(DELETED_DIR_INO, "d", ROOT_INO, "d", false)
+        .await
+        .expect("recover");
+    assert_eq!(read_all(&fs, "d").await.expect("recovered"), b"x");
+}
+
+#[tokio::test]
+async fn rename_copies_then_deletes() {
+    let (store, fs) = setup(config());
+    store.seed("a", "value", &[("k", "v")]);
+    fs.rename(ROOT_INO, "a", ROOT_INO, "b", false)
+        .await
+        .expect("mv");
+    let (value, tags) = store.current("b").expect("b");
+    assert_eq!(value, "value");
+    assert_eq!(tags.expect("tags").get("k").map(String::as_str), Some("v"));
+    assert!(store.current("a").is_none());
+    assert_eq!(read_all(&fs, "b").await.expect("read"), b"value");
+}
+
+#[tokio::test]
+async fn commit_pending_commits_open_dirty_handles() {
+    let (store, fs) = setup(config());
+    let (_, opened) = fs.create(ROOT_INO, "pending", WRITE).await.expect("create");
+    fs.write(opened.fh, 0, b"data").await.expect("write");
+    assert_eq!(fs.commit_pending().await, 0);
+    assert_eq!(store.current("pending").expect("set").0, "data");
+    fs.release(opened.fh).await.expect("release");
+    assert_eq!(store.calls("set"), 1);
+}
+
+#[tokio::test]
+async fn properties_show_and_change_as_extended_attributes() {
+    let (store, fs) = setup(config());
+    store.seed("s", "v", &[("env", "prod")]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let names = fs.listxattr(ino).await.expect("list");
+    assert!(names.contains(&"user.akv.tags.env".to_owned()));
+    assert!(names.contains(&"user.akv.version".to_owned()));
+    assert_eq!(
+        fs.getxattr(ino, "user.akv.tags.env").await.expect("get"),
+        b"prod"
+    );
+    assert_eq!(
+        fs.getxattr(ino, "user.akv.enabled").await.expect("get"),
+        b"true"
+    );
+    let before = store.total_calls();
+    assert!(matches!(
+        fs.getxattr(ino, "security.selinux").await,
+        Err(FsError::NoData { .. })
+    ));
+    assert_eq!(
+        store.total_calls(),
+        before,
+        "foreign namespaces cost nothing"
+    );
+    fs.setxattr(ino, "user.akv.tags.team", b"blue")
+        .await
+        .expect("set tag");
+    fs.setxattr(ino, "user.akv.content_type", b"text/plain")
+        .await
+        .expect("set content type");
+    assert_eq!(store.calls("update"), 2);
+    assert_eq!(store.calls("set"), 0, "no new version");
+    let tags = store.current("s").expect("s").1.expect("tags");
+    assert_eq!(tags.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(tags.get("env").map(String::as_str), Some("prod"));
+    fs.removexattr(ino, "user.akv.tags.env")
+        .await
+        .expect("remove");
+    assert!(!store
+        .current("s")
+        .expect("s")
+        .1
+        .expect("tags")
+        .contains_key("env"));
+    assert!(matches!(
+        fs.setxattr(ino, "user.akv.version", b"x").await,
+        Err(FsError::NotPermitted { .. })
+    ));
+    assert!(matches!(
+        fs.setxattr(ino, "user.akv.expires", b"soon").await,
+        Err(FsError::InvalidArgument { .. })
+    ));
+    // The value is still served from the cache after property changes.
+    assert_eq!(read_all(&fs, "s").await.expect("read"), b"v");
+}
+
+/// vim with default settings (backupcopy=auto → rename): swap file, the `4913` probe, rename
+/// of the original to `NAME~`, a fresh `NAME` written and fsynced, the backup removed.
+#[tokio::test]
+async fn vim_style_save_sets_one_version_and_deletes_nothing() {
+    let (store, fs) = setup(config());
+    store.seed("conf", "old value\n", &[("env", "prod")]);
+    assert_eq!(read_all(&fs, "conf").await.expect("read"), b"old value\n");
+    // Swap file.
+    let (_, swap) = fs.create(ROOT_INO, ".conf.swp", WRITE).await.expect("swap");
+    fs.write(swap.fh, 0, &[0u8; 4096])
+        .await
+        .expect("swap write");
+    fs.fsync(swap.fh).await.expect("swap fsync");
+    // Probe whether the directory allows creating files.
+    let (_, probe) = fs
+        .create(
+            ROOT_INO,
+            "4913",
+            OpenMode {
+                exclusive: true,
+                ..WRITE
+            },
+        )
+        .await
+        .expect("probe");
+    fs.release(probe.fh).await.expect("probe close");
+    fs.unlink(ROOT_INO, "4913").await.expect("probe rm");
+    // Backup by rename, then write the new file.
+    fs.rename(ROOT_INO, "conf", ROOT_INO, "conf~", false)
+        .await
+        .expect("backup rename");
+    assert!(fs.lookup(ROOT_INO, "conf").await.is_err(), "renamed away");
+    let (_, new_file) = fs.create(ROOT_INO, "conf", WRITE).await.expect("create");
+    fs.write(new_file.fh, 0, b"new value\n")
+        .await
+        .expect("write");
+    fs.fsync(new_file.fh).await.expect("fsync");
+    fs.release(new_file.fh).await.expect("close");
+    fs.unlink(ROOT_INO, "conf~").await.expect("remove backup");
+    fs.release(swap.fh).await.expect("swap close");
+    fs.unlink(ROOT_INO, ".conf.swp").await.expect("swap rm");
+
+    let (value, tags) = store.current("conf").expect("conf");
+    assert_eq!(value, "new value\n");
+    assert_eq!(
+        tags.expect("tags").get("env").map(String::as_str),
+        Some("prod")
+    );
+    assert_eq!(store.calls("set"), 1, "exactly one new version");
+    assert_eq!(store.calls("delete"), 0, "no secret deleted");
+    assert_eq!(store.version_count("conf"), 2);
+    assert!(
+        store.current("4913").is_none(),
+        "no scratch name reached the vault"
+    );
+    assert_eq!(read_all(&fs, "conf").await.expect("read"), b"new value\n");
+}
+
+#[tokio::test]
+async fn a_temporary_file_renamed_over_a_secret_is_one_set() {
+    let (store, fs) = setup(config());
+    store.seed("conf", "old", &[]);
+    let (_, tmp) = fs
+        .create(ROOT_INO, ".goutputstream-ABC123", WRITE)
+        .await
+        .expect("tmp");
+    fs.write(tmp.fh, 0, b"replaced").await.expect("write");
+    fs.release(tmp.fh).await.expect("close");
+    assert_eq!(store.calls("set"), 0);
+    fs.rename(ROOT_INO, ".goutputstream-ABC123", ROOT_INO, "conf", false)
+        .await
+        .expect("rename over");
+    assert_eq!(store.calls("set"), 1);
+    assert_eq!(store.current("conf").expect("conf").0, "replaced");
+    assert!(fs.lookup(ROOT_INO, ".goutputstream-ABC123").await.is_err());
+    assert!(matches!(
+        fs.create(ROOT_INO, "not_scratch.txt", WRITE).await,
+        Err(FsError::InvalidName { .. })
+    ));
+}
