@@ -204,3 +204,31 @@ async fn second_vault_on_the_same_data_dir_is_refused_until_the_first_stops() {
         .expect("restart");
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn ipv6_loopback_listener_serves_tls_for_its_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.listen = "[::1]:0".parse().expect("addr");
+    let vault = match LocalVault::start(cfg).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("skipping: no IPv6 loopback here ({e})");
+            return;
+        }
+    };
+    assert!(
+        vault.vault_url().starts_with("https://[::1]:"),
+        "{}",
+        vault.vault_url()
+    );
+    let http = http_client(vault.env());
+    let token = get_token(&http, vault.env(), vault.vault_url()).await;
+    put(&http, &vault, &token, "six", "v6").await;
+    let (s, body) = get(&http, &vault, &token, "six").await;
+    assert_eq!(s, 200);
+    assert!(body["id"]
+        .as_str()
+        .expect("id")
+        .starts_with(&format!("{}/secrets/six/", vault.vault_url())));
+}
