@@ -35,5 +35,6 @@ async fn official_python_sdk_replays_the_quickstart() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("passed"), "{stdout}");
+    eprintln!("{stdout}");
     vault.shutdown().await;
 }

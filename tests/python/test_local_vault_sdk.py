@@ -194,3 +194,43 @@ def test_backup_restore(client):
 def test_missing_secret_raises_not_found(client):
     with pytest.raises(ResourceNotFoundError):
         client.get_secret(unique("absent"))
+
+
+def test_client_secret_credential_through_msal_and_the_openid_metadata(vault_env):
+    """MSAL (inside azure-identity) fetches the vault's OpenID metadata and uses its token
+    endpoint with the env file's client credentials; instance discovery must be off, since it
+    would ask Microsoft's servers."""
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.secrets import SecretClient
+
+    credential = ClientSecretCredential(
+        vault_env["AKVFS_TENANT_ID"],
+        vault_env["AKVFS_CLIENT_ID"],
+        vault_env["AKVFS_CLIENT_SECRET"],
+        authority=vault_env["AKVFS_AUTHORITY_HOST"],
+        disable_instance_discovery=True,
+    )
+    client = SecretClient(
+        vault_url=vault_env["AKVFS_VAULT_URL"],
+        credential=credential,
+        verify_challenge_resource=False,
+    )
+    name = unique("msal")
+    client.set_secret(name, "through-msal")
+    assert client.get_secret(name).value == "through-msal"
+
+
+def test_wrong_client_secret_is_refused(vault_env):
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import ClientSecretCredential
+
+    credential = ClientSecretCredential(
+        vault_env["AKVFS_TENANT_ID"],
+        vault_env["AKVFS_CLIENT_ID"],
+        "not-the-secret",
+        authority=vault_env["AKVFS_AUTHORITY_HOST"],
+        disable_instance_discovery=True,
+    )
+    with pytest.raises(ClientAuthenticationError) as refused:
+        credential.get_token(vault_env["AKVFS_VAULT_URL"] + "/.default")
+    assert "AADSTS7000215" in str(refused.value)
