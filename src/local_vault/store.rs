@@ -145,6 +145,16 @@ fn db_err(e: rusqlite::Error) -> ApiError {
     ApiError::internal("The local vault's database failed; see the server log.")
 }
 
+/// Rows were fetched with `LIMIT limit + 1`: when the extra row is there, more follow, and the
+/// next page continues after the last row of this one.
+fn continuation<T>(rows: &[T], limit: usize, key: impl Fn(&T) -> String) -> Option<String> {
+    if rows.len() > limit {
+        rows.get(limit.checked_sub(1)?).map(key)
+    } else {
+        None
+    }
+}
+
 pub fn fold(name: &str) -> String {
     name.to_ascii_lowercase()
 }
@@ -640,13 +650,13 @@ impl Store {
     }
 
     /// `GET /secrets`: live secrets after `after` (a folded key), sorted case-insensitively.
-    /// Returns up to `limit` and whether more follow.
+    /// Returns up to `limit`, and the key to continue after when more follow.
     pub fn list(
         &self,
         after: Option<&str>,
         limit: usize,
         now: Now,
-    ) -> Result<(Vec<SecretRecord>, bool), ApiError> {
+    ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
         let conn = self.conn.lock();
         let mut stmt = conn
             .prepare_cached(
@@ -662,14 +672,14 @@ impl Store {
             .map_err(db_err)?
             .collect::<Result<_, _>>()
             .map_err(db_err)?;
-        let more = rows.len() > limit;
+        let next = continuation(&rows, limit, |(key, _)| key.clone());
         let mut out = Vec::with_capacity(rows.len().min(limit));
         for (key, name) in rows.into_iter().take(limit) {
             if let Some(version) = Self::latest(&conn, &key).map_err(db_err)? {
                 out.push(SecretRecord { name, version });
             }
         }
-        Ok((out, more))
+        Ok((out, next))
     }
 
     /// `GET /secrets/{name}/versions`: sorted by version id, after `after`.
@@ -679,13 +689,13 @@ impl Store {
         after: Option<&str>,
         limit: usize,
         now: Now,
-    ) -> Result<(Vec<SecretRecord>, bool), ApiError> {
+    ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
         let conn = self.conn.lock();
         let key = fold(name);
         // The service answers an empty list for an unknown name; so do we.
         let display = match Self::state(&conn, &key, now).map_err(db_err)? {
             Some((display, State::Live { ready: true })) => display,
-            _ => return Ok((Vec::new(), false)),
+            _ => return Ok((Vec::new(), None)),
         };
         let mut stmt = conn
             .prepare_cached(&format!(
@@ -701,7 +711,7 @@ impl Store {
             .map_err(db_err)?
             .collect::<Result<_, _>>()
             .map_err(db_err)?;
-        let more = rows.len() > limit;
+        let next = continuation(&rows, limit, |v| v.version.clone());
         Ok((
             rows.into_iter()
                 .take(limit)
@@ -710,7 +720,7 @@ impl Store {
                     version,
                 })
                 .collect(),
-            more,
+            next,
         ))
     }
 
@@ -720,7 +730,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
         now: Now,
-    ) -> Result<(Vec<DeletedRecord>, bool), ApiError> {
+    ) -> Result<(Vec<DeletedRecord>, Option<String>), ApiError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
@@ -741,7 +751,7 @@ impl Store {
                 .map_err(db_err)?;
             rows
         };
-        let more = rows.len() > limit;
+        let next = continuation(&rows, limit, |(key, ..)| key.clone());
         let mut out = Vec::new();
         for (key, name, deleted_date, scheduled_purge) in rows.into_iter().take(limit) {
             if let Some(version) = Self::latest(&tx, &key).map_err(db_err)? {
@@ -754,7 +764,7 @@ impl Store {
             }
         }
         tx.commit().map_err(db_err)?;
-        Ok((out, more))
+        Ok((out, next))
     }
 
     /// All versions of a live secret, for `POST /secrets/{name}/backup`.
@@ -924,13 +934,13 @@ mod tests {
         for name in ["b", "A", "c", "D"] {
             s.set(name, v("v"), T0).expect("set");
         }
-        let (page, more) = s.list(None, 3, T0).expect("list");
+        let (page, next) = s.list(None, 3, T0).expect("list");
         let names: Vec<_> = page.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["A", "b", "c"]);
-        assert!(more);
-        let (page, more) = s.list(Some("c"), 3, T0).expect("list");
+        assert_eq!(next.as_deref(), Some("c"));
+        let (page, next) = s.list(Some("c"), 3, T0).expect("list");
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].name, "D");
-        assert!(!more);
+        assert_eq!(next, None);
     }
 }
