@@ -155,6 +155,11 @@ fn continuation<T>(rows: &[T], limit: usize, key: impl Fn(&T) -> String) -> Opti
     }
 }
 
+/// Tags as stored: JSON text, `NULL` when absent (a string map always serializes).
+fn tags_json(tags: Option<&Tags>) -> Option<String> {
+    tags.and_then(|t| serde_json::to_string(t).ok())
+}
+
 pub fn fold(name: &str) -> String {
     name.to_ascii_lowercase()
 }
@@ -328,10 +333,7 @@ impl Store {
         seq: i64,
         v: &VersionRecord,
     ) -> Result<(), rusqlite::Error> {
-        let tags = v
-            .tags
-            .as_ref()
-            .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "{}".to_owned()));
+        let tags = tags_json(v.tags.as_ref());
         tx.execute(
             "INSERT INTO versions(key, version, seq, value, content_type, tags, enabled, nbf, exp, \
              created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -504,10 +506,7 @@ impl Store {
             v.exp = change.exp;
         }
         v.updated = now.secs();
-        let tags = v
-            .tags
-            .as_ref()
-            .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "{}".to_owned()));
+        let tags = tags_json(v.tags.as_ref());
         tx.execute(
             "UPDATE versions SET content_type = ?3, tags = ?4, enabled = ?5, nbf = ?6, exp = ?7, \
              updated = ?8 WHERE key = ?1 AND version = ?2",
