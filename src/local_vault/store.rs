@@ -130,6 +130,14 @@ impl Now {
     }
 }
 
+/// The columns `row_to_version` reads, in its order (a macro so queries are `concat!`-ed
+/// constants that SQLite's statement cache can keep).
+macro_rules! version_cols {
+    () => {
+        "version, value, content_type, enabled, tags, nbf, exp, created, updated"
+    };
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Live { ready: bool },
@@ -259,10 +267,8 @@ impl Store {
         key: &str,
         now: Now,
     ) -> Result<Option<(String, State)>, rusqlite::Error> {
-        tx.query_row(
-            "SELECT name, state, ready_at FROM secrets WHERE key = ?1",
-            [key],
-            |r| {
+        tx.prepare_cached("SELECT name, state, ready_at FROM secrets WHERE key = ?1")?
+            .query_row([key], |r| {
                 let name: String = r.get(0)?;
                 let state: String = r.get(1)?;
                 let ready_at: i64 = r.get(2)?;
@@ -275,9 +281,8 @@ impl Store {
                         State::Deleted { ready }
                     },
                 ))
-            },
-        )
-        .optional()
+            })
+            .optional()
     }
 
     fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
@@ -296,18 +301,13 @@ impl Store {
         })
     }
 
-    const VERSION_COLS: &'static str =
-        "version, value, content_type, enabled, tags, nbf, exp, created, updated";
-
     fn latest(conn: &Connection, key: &str) -> Result<Option<VersionRecord>, rusqlite::Error> {
-        conn.query_row(
-            &format!(
-                "SELECT {} FROM versions WHERE key = ?1 ORDER BY seq DESC LIMIT 1",
-                Self::VERSION_COLS
-            ),
-            [key],
-            Self::row_to_version,
-        )
+        conn.prepare_cached(concat!(
+            "SELECT ",
+            version_cols!(),
+            " FROM versions WHERE key = ?1 ORDER BY seq DESC LIMIT 1"
+        ))?
+        .query_row([key], Self::row_to_version)
         .optional()
     }
 
@@ -316,14 +316,12 @@ impl Store {
         key: &str,
         version: &str,
     ) -> Result<Option<VersionRecord>, rusqlite::Error> {
-        conn.query_row(
-            &format!(
-                "SELECT {} FROM versions WHERE key = ?1 AND version = ?2",
-                Self::VERSION_COLS
-            ),
-            params![key, version],
-            Self::row_to_version,
-        )
+        conn.prepare_cached(concat!(
+            "SELECT ",
+            version_cols!(),
+            " FROM versions WHERE key = ?1 AND version = ?2"
+        ))?
+        .query_row(params![key, version], Self::row_to_version)
         .optional()
     }
 
@@ -697,9 +695,10 @@ impl Store {
             _ => return Ok((Vec::new(), None)),
         };
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM versions WHERE key = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
-                Self::VERSION_COLS
+            .prepare_cached(concat!(
+                "SELECT ",
+                version_cols!(),
+                " FROM versions WHERE key = ?1 AND version > ?2 ORDER BY version LIMIT ?3"
             ))
             .map_err(db_err)?;
         let rows: Vec<VersionRecord> = stmt
@@ -771,9 +770,10 @@ impl Store {
         let conn = self.conn.lock();
         let display = Self::live_name(&conn, name, now)?;
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM versions WHERE key = ?1 ORDER BY seq",
-                Self::VERSION_COLS
+            .prepare_cached(concat!(
+                "SELECT ",
+                version_cols!(),
+                " FROM versions WHERE key = ?1 ORDER BY seq"
             ))
             .map_err(db_err)?;
         let versions = stmt
