@@ -1,5 +1,5 @@
 //! Runs tests/python (official azure-keyvault-secrets + azure-identity) against an in-process
-//! local vault. Needs `.venv` from `scripts/python-venv`; without it the test says so and passes
+//! local vault with `strict_api_version` on. Needs `.venv` from `scripts/python-venv`; without it the test says so and passes
 //! (CI creates the venv first).
 
 use std::path::Path;
@@ -20,6 +20,8 @@ async fn official_python_sdk_replays_the_quickstart() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: Some(dir.path().to_path_buf()),
         deletion_delay: Duration::from_millis(500),
+        // The SDK's default api-version must be one the strict vault knows.
+        strict_api_version: true,
         ..LocalVaultConfig::default()
     })
     .await
