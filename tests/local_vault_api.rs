@@ -915,6 +915,27 @@ async fn injected_faults_answer_status_retry_after_and_count_down() {
 }
 
 #[tokio::test]
+async fn fault_rules_with_typos_are_refused() {
+    use akvfs::local_vault::FaultSpec;
+    let tv = TestVault::start().await;
+    let admin = tv.admin();
+    let err = admin
+        .inject_fault(FaultSpec::status(500).for_operation("get_secrets"))
+        .await
+        .expect_err("unknown operation");
+    assert!(
+        err.to_string().contains("unknown operation get_secrets"),
+        "{err}"
+    );
+    assert!(admin.inject_fault(FaultSpec::status(200)).await.is_err());
+    assert!(admin
+        .inject_fault(FaultSpec::status(500).with_rate(1.5))
+        .await
+        .is_err());
+    assert_eq!(tv.get("/secrets").await.0, 200, "no rule was added");
+}
+
+#[tokio::test]
 async fn throttling_answers_429_with_retry_after() {
     let tv = TestVault::start_with(|c| c.throttle_per_10s = Some(5)).await;
     let mut statuses = Vec::new();
