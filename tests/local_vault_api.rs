@@ -59,98 +59,51 @@ async fn invalid_tokens_are_challenged() {
     // Wrong audience.
     let other = get_token(&tv.http, env, "https://vault.azure.net").await;
     for bad in [other.as_str(), "not-a-jwt", "a.b.c"] {
-        let resp = tv
-            .http
-            .get(tv.url("/secrets"))
-            .bearer_auth(bad)
-            .send()
-            .await
-            .expect("send");
+        let resp = tv.get_with_token("/secrets", bad).await;
         assert_eq!(resp.status(), 401, "token {bad:.10}");
         assert!(resp.headers().get("www-authenticate").is_some());
     }
     // A token signed by the vault but tampered with.
     let mut tampered = tv.token.clone();
     tampered.insert(tampered.len() - 2, 'x');
-    let resp = tv
-        .http
-        .get(tv.url("/secrets"))
-        .bearer_auth(tampered)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 401);
+    assert_eq!(tv.get_with_token("/secrets", &tampered).await.status(), 401);
 }
 
 #[tokio::test]
 async fn token_endpoint_rejects_bad_credentials_in_aad_style() {
     let tv = TestVault::start().await;
     let env = tv.vault.env();
-    let endpoint = format!("{}/{}/oauth2/v2.0/token", env.authority_host, env.tenant_id);
     let scope = format!("{}/.default", env.vault_url);
-    let resp = tv
-        .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", env.client_id.as_str()),
-            ("client_secret", "wrong"),
-            ("scope", scope.as_str()),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 401);
-    let body: Value = resp.json().await.expect("json");
+    let grant = ("grant_type", "client_credentials");
+    let client = ("client_id", env.client_id.as_str());
+    let secret = ("client_secret", env.client_secret.expose());
+    let scope = ("scope", scope.as_str());
+
+    let (s, body) = tv
+        .token_request(&[grant, client, ("client_secret", "wrong"), scope])
+        .await;
+    assert_eq!(s, 401);
     assert_eq!(body["error"], "invalid_client");
     assert!(body["error_description"]
         .as_str()
         .expect("description")
         .starts_with("AADSTS7000215"));
 
-    let resp = tv
-        .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "00000000-0000-0000-0000-000000000000"),
-            ("client_secret", env.client_secret.expose()),
-            ("scope", scope.as_str()),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.expect("json");
+    let unknown = ("client_id", "00000000-0000-0000-0000-000000000000");
+    let (s, body) = tv.token_request(&[grant, unknown, secret, scope]).await;
+    assert_eq!(s, 400);
     assert_eq!(body["error"], "unauthorized_client");
 
-    let resp = tv
-        .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", env.client_id.as_str()),
-            ("client_secret", env.client_secret.expose()),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 400, "missing scope");
+    let (s, _) = tv.token_request(&[grant, client, secret]).await;
+    assert_eq!(s, 400, "missing scope");
 
-    let resp = tv
-        .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", env.client_id.as_str()),
-            ("client_secret", env.client_secret.expose()),
-            ("scope", scope.as_str()),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.expect("json");
+    let (s, _) = tv
+        .token_request(&[("grant_type", "password"), client, secret, scope])
+        .await;
+    assert_eq!(s, 400, "unsupported grant");
+
+    let (s, body) = tv.token_request(&[grant, client, secret, scope]).await;
+    assert_eq!(s, 200);
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3600);
     assert_eq!(body["ext_expires_in"], 3600);
@@ -218,14 +171,7 @@ async fn managed_identity_endpoint_issues_vault_tokens() {
         .expect("integer seconds");
     assert!(expires_on > 1_700_000_000);
     let token = body["access_token"].as_str().expect("token");
-    let resp = tv
-        .http
-        .get(tv.url("/secrets"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 200);
+    assert_eq!(tv.get_with_token("/secrets", token).await.status(), 200);
 }
 
 #[tokio::test]
@@ -837,13 +783,7 @@ async fn injected_faults_answer_status_retry_after_and_count_down() {
         )
         .await
         .expect("fault");
-    let resp = tv
-        .http
-        .get(tv.url("/secrets/f"))
-        .bearer_auth(&tv.token)
-        .send()
-        .await
-        .expect("send");
+    let resp = tv.get_raw("/secrets/f").await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "3");
     let body: Value = resp.json().await.expect("json");
@@ -860,13 +800,7 @@ async fn injected_faults_answer_status_retry_after_and_count_down() {
         .inject_fault(FaultSpec::status(429).for_operation("list_secrets"))
         .await
         .expect("fault");
-    let resp = tv
-        .http
-        .get(tv.url("/secrets"))
-        .bearer_auth(&tv.token)
-        .send()
-        .await
-        .expect("send");
+    let resp = tv.get_raw("/secrets").await;
     assert_eq!(resp.status(), 429);
     assert!(
         resp.headers().get("retry-after").is_none(),
@@ -940,13 +874,7 @@ async fn throttling_answers_429_with_retry_after() {
     let tv = TestVault::start_with(|c| c.throttle_per_10s = Some(5)).await;
     let mut statuses = Vec::new();
     for _ in 0..7 {
-        let resp = tv
-            .http
-            .get(tv.url("/secrets"))
-            .bearer_auth(&tv.token)
-            .send()
-            .await
-            .expect("send");
+        let resp = tv.get_raw("/secrets").await;
         if resp.status() == 429 {
             let secs: u64 = resp.headers()["retry-after"]
                 .to_str()
@@ -1000,13 +928,7 @@ async fn http1_and_http2_clients_both_work_and_ids_follow_the_host_used() {
         .expect("send");
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_eq!(resp.status(), 200);
-    let resp = tv
-        .http
-        .get(tv.url("/secrets/proto"))
-        .bearer_auth(&tv.token)
-        .send()
-        .await
-        .expect("send");
+    let resp = tv.get_raw("/secrets/proto").await;
     assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
 
     // Through `localhost` the resource, the token audience and the ids follow that host.
