@@ -1099,3 +1099,50 @@ async fn versions_and_deleted_lists_page_with_maxresults() {
         .expect("recoveryId")
         .contains("/deletedsecrets/gone-")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_are_all_answered_and_counted_exactly() {
+    let tv = TestVault::start_with(|c| c.throttle_per_10s = None).await;
+    tv.put("hot", "v0").await;
+    let admin = tv.admin();
+    admin.reset_counters().await.expect("reset");
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let (http, token, get_url, put_url) = (
+            tv.http.clone(),
+            tv.token.clone(),
+            tv.url("/secrets/hot"),
+            tv.url(&format!("/secrets/w{w}")),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let resp = http
+                    .get(&get_url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("get");
+                assert_eq!(resp.status(), 200);
+                if i % 5 == 0 {
+                    let resp = http
+                        .put(&put_url)
+                        .bearer_auth(&token)
+                        .json(&json!({ "value": format!("{w}-{i}") }))
+                        .send()
+                        .await
+                        .expect("put");
+                    assert_eq!(resp.status(), 200);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let c = admin.counters().await.expect("counters");
+    assert_eq!(c.count_status("get_secret", 200), 32 * 20);
+    assert_eq!(c.count_status("set_secret", 200), 32 * 4);
+    assert_eq!(c.total(), 32 * 24);
+    let (_, versions) = tv.get("/secrets/w7/versions").await;
+    assert_eq!(versions["value"].as_array().expect("value").len(), 4);
+}
