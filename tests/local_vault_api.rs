@@ -102,6 +102,21 @@ async fn token_endpoint_rejects_bad_credentials_in_aad_style() {
         .await;
     assert_eq!(s, 400, "unsupported grant");
 
+    // client_secret_basic, as the OpenID metadata advertises.
+    let env = tv.vault.env();
+    let resp = tv
+        .http
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            env.authority_host, env.tenant_id
+        ))
+        .basic_auth(&env.client_id, Some(env.client_secret.expose()))
+        .form(&[grant, scope])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "client_secret_basic");
+
     let (s, body) = tv.token_request(&[grant, client, secret, scope]).await;
     assert_eq!(s, 200);
     assert_eq!(body["token_type"], "Bearer");
