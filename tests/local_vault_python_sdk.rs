@@ -26,10 +26,23 @@ async fn official_python_sdk_replays_the_quickstart() {
     })
     .await
     .expect("start");
+    let dir_nsd = tempfile::tempdir().expect("tempdir");
+    let no_soft_delete = LocalVault::start(LocalVaultConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: Some(dir_nsd.path().to_path_buf()),
+        soft_delete: false,
+        ..LocalVaultConfig::default()
+    })
+    .await
+    .expect("start");
     let out = tokio::process::Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(root.join("tests/python"))
         .env("AKVFS_LOCAL_VAULT_ENV", vault.env_file())
+        .env(
+            "AKVFS_LOCAL_VAULT_ENV_NO_SOFT_DELETE",
+            no_soft_delete.env_file(),
+        )
         .output()
         .await
         .expect("run pytest");
@@ -39,4 +52,5 @@ async fn official_python_sdk_replays_the_quickstart() {
     assert!(stdout.contains("passed"), "{stdout}");
     eprintln!("{stdout}");
     vault.shutdown().await;
+    no_soft_delete.shutdown().await;
 }
