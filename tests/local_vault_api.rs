@@ -1161,3 +1161,38 @@ async fn concurrent_clients_are_all_answered_and_counted_exactly() {
     let (_, versions) = tv.get("/secrets/w7/versions").await;
     assert_eq!(versions["value"].as_array().expect("value").len(), 4);
 }
+
+#[tokio::test]
+async fn empty_values_are_stored_like_the_service_does() {
+    let tv = TestVault::start().await;
+    let (s, set) = tv.put("empty", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(set["value"], "");
+    let (s, got) = tv.get("/secrets/empty").await;
+    assert_eq!(s, 200);
+    assert_eq!(got["value"], "");
+}
+
+#[tokio::test]
+async fn tokens_live_exactly_token_ttl_on_the_vault_clock() {
+    let tv = TestVault::start_with(|c| c.token_ttl = Duration::from_secs(120)).await;
+    let (_, body) = tv
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", tv.vault.env().client_id.as_str()),
+            ("client_secret", tv.vault.env().client_secret.expose()),
+            ("scope", &format!("{}/.default", tv.vault.vault_url())),
+        ])
+        .await;
+    assert_eq!(body["expires_in"], 120);
+    assert_eq!(tv.get("/secrets").await.0, 200);
+    tv.admin().advance_clock(100).await.expect("advance");
+    assert_eq!(tv.get("/secrets").await.0, 200, "still valid after 100 s");
+    tv.admin().advance_clock(21).await.expect("advance");
+    let resp = tv.get_raw("/secrets").await;
+    assert_eq!(resp.status(), 401, "expired after 121 s");
+    assert!(
+        resp.headers().contains_key("www-authenticate"),
+        "a fresh challenge"
+    );
+}
