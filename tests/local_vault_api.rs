@@ -420,7 +420,8 @@ async fn list_versions_items_carry_versioned_ids() {
 
 #[tokio::test]
 async fn delete_completes_asynchronously_then_blocks_the_name_until_recovered() {
-    let tv = TestVault::start().await;
+    // Long enough that the checks made while the deletion is pending cannot race its end.
+    let tv = TestVault::start_with(|c| c.deletion_delay = Duration::from_secs(2)).await;
     tv.put("Recover", "secretValue").await;
     let (s, del) = tv.delete("/secrets/Recover").await;
     assert_eq!(s, 200);

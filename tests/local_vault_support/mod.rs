@@ -171,7 +171,7 @@ impl TestVault {
 
     /// Polls `path` until it answers `status` (bounded).
     pub async fn wait_for(&self, path: &str, status: u16) -> Value {
-        for _ in 0..100 {
+        for _ in 0..300 {
             let (s, body) = self.get(path).await;
             if s == status {
                 return body;
