@@ -59,98 +59,66 @@ async fn invalid_tokens_are_challenged() {
     // Wrong audience.
     let other = get_token(&tv.http, env, "https://vault.azure.net").await;
     for bad in [other.as_str(), "not-a-jwt", "a.b.c"] {
-        let resp = tv
-            .http
-            .get(tv.url("/secrets"))
-            .bearer_auth(bad)
-            .send()
-            .await
-            .expect("send");
+        let resp = tv.get_with_token("/secrets", bad).await;
         assert_eq!(resp.status(), 401, "token {bad:.10}");
         assert!(resp.headers().get("www-authenticate").is_some());
     }
     // A token signed by the vault but tampered with.
     let mut tampered = tv.token.clone();
     tampered.insert(tampered.len() - 2, 'x');
-    let resp = tv
-        .http
-        .get(tv.url("/secrets"))
-        .bearer_auth(tampered)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 401);
+    assert_eq!(tv.get_with_token("/secrets", &tampered).await.status(), 401);
 }
 
 #[tokio::test]
 async fn token_endpoint_rejects_bad_credentials_in_aad_style() {
     let tv = TestVault::start().await;
     let env = tv.vault.env();
-    let endpoint = format!("{}/{}/oauth2/v2.0/token", env.authority_host, env.tenant_id);
     let scope = format!("{}/.default", env.vault_url);
-    let resp = tv
-        .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", env.client_id.as_str()),
-            ("client_secret", "wrong"),
-            ("scope", scope.as_str()),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 401);
-    let body: Value = resp.json().await.expect("json");
+    let grant = ("grant_type", "client_credentials");
+    let client = ("client_id", env.client_id.as_str());
+    let secret = ("client_secret", env.client_secret.expose());
+    let scope = ("scope", scope.as_str());
+
+    let (s, body) = tv
+        .token_request(&[grant, client, ("client_secret", "wrong"), scope])
+        .await;
+    assert_eq!(s, 401);
     assert_eq!(body["error"], "invalid_client");
     assert!(body["error_description"]
         .as_str()
         .expect("description")
         .starts_with("AADSTS7000215"));
 
-    let resp = tv
-        .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "00000000-0000-0000-0000-000000000000"),
-            ("client_secret", env.client_secret.expose()),
-            ("scope", scope.as_str()),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.expect("json");
+    let unknown = ("client_id", "00000000-0000-0000-0000-000000000000");
+    let (s, body) = tv.token_request(&[grant, unknown, secret, scope]).await;
+    assert_eq!(s, 400);
     assert_eq!(body["error"], "unauthorized_client");
 
-    let resp = tv
-        .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", env.client_id.as_str()),
-            ("client_secret", env.client_secret.expose()),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 400, "missing scope");
+    let (s, _) = tv.token_request(&[grant, client, secret]).await;
+    assert_eq!(s, 400, "missing scope");
 
+    let (s, _) = tv
+        .token_request(&[("grant_type", "password"), client, secret, scope])
+        .await;
+    assert_eq!(s, 400, "unsupported grant");
+
+    // client_secret_basic, as the OpenID metadata advertises.
+    let env = tv.vault.env();
     let resp = tv
         .http
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", env.client_id.as_str()),
-            ("client_secret", env.client_secret.expose()),
-            ("scope", scope.as_str()),
-        ])
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            env.authority_host, env.tenant_id
+        ))
+        .basic_auth(&env.client_id, Some(env.client_secret.expose()))
+        .form(&[grant, scope])
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.expect("json");
+    assert_eq!(resp.status(), 200, "client_secret_basic");
+
+    let (s, body) = tv.token_request(&[grant, client, secret, scope]).await;
+    assert_eq!(s, 200);
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3600);
     assert_eq!(body["ext_expires_in"], 3600);
@@ -218,14 +186,7 @@ async fn managed_identity_endpoint_issues_vault_tokens() {
         .expect("integer seconds");
     assert!(expires_on > 1_700_000_000);
     let token = body["access_token"].as_str().expect("token");
-    let resp = tv
-        .http
-        .get(tv.url("/secrets"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 200);
+    assert_eq!(tv.get_with_token("/secrets", token).await.status(), 200);
 }
 
 #[tokio::test]
@@ -459,7 +420,8 @@ async fn list_versions_items_carry_versioned_ids() {
 
 #[tokio::test]
 async fn delete_completes_asynchronously_then_blocks_the_name_until_recovered() {
-    let tv = TestVault::start().await;
+    // Long enough that the checks made while the deletion is pending cannot race its end.
+    let tv = TestVault::start_with(|c| c.deletion_delay = Duration::from_secs(2)).await;
     tv.put("Recover", "secretValue").await;
     let (s, del) = tv.delete("/secrets/Recover").await;
     assert_eq!(s, 200);
@@ -837,13 +799,7 @@ async fn injected_faults_answer_status_retry_after_and_count_down() {
         )
         .await
         .expect("fault");
-    let resp = tv
-        .http
-        .get(tv.url("/secrets/f"))
-        .bearer_auth(&tv.token)
-        .send()
-        .await
-        .expect("send");
+    let resp = tv.get_raw("/secrets/f").await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "3");
     let body: Value = resp.json().await.expect("json");
@@ -860,13 +816,7 @@ async fn injected_faults_answer_status_retry_after_and_count_down() {
         .inject_fault(FaultSpec::status(429).for_operation("list_secrets"))
         .await
         .expect("fault");
-    let resp = tv
-        .http
-        .get(tv.url("/secrets"))
-        .bearer_auth(&tv.token)
-        .send()
-        .await
-        .expect("send");
+    let resp = tv.get_raw("/secrets").await;
     assert_eq!(resp.status(), 429);
     assert!(
         resp.headers().get("retry-after").is_none(),
@@ -915,17 +865,32 @@ async fn injected_faults_answer_status_retry_after_and_count_down() {
 }
 
 #[tokio::test]
+async fn fault_rules_with_typos_are_refused() {
+    use akvfs::local_vault::FaultSpec;
+    let tv = TestVault::start().await;
+    let admin = tv.admin();
+    let err = admin
+        .inject_fault(FaultSpec::status(500).for_operation("get_secrets"))
+        .await
+        .expect_err("unknown operation");
+    assert!(
+        err.to_string().contains("unknown operation get_secrets"),
+        "{err}"
+    );
+    assert!(admin.inject_fault(FaultSpec::status(200)).await.is_err());
+    assert!(admin
+        .inject_fault(FaultSpec::status(500).with_rate(1.5))
+        .await
+        .is_err());
+    assert_eq!(tv.get("/secrets").await.0, 200, "no rule was added");
+}
+
+#[tokio::test]
 async fn throttling_answers_429_with_retry_after() {
     let tv = TestVault::start_with(|c| c.throttle_per_10s = Some(5)).await;
     let mut statuses = Vec::new();
     for _ in 0..7 {
-        let resp = tv
-            .http
-            .get(tv.url("/secrets"))
-            .bearer_auth(&tv.token)
-            .send()
-            .await
-            .expect("send");
+        let resp = tv.get_raw("/secrets").await;
         if resp.status() == 429 {
             let secs: u64 = resp.headers()["retry-after"]
                 .to_str()
@@ -979,13 +944,7 @@ async fn http1_and_http2_clients_both_work_and_ids_follow_the_host_used() {
         .expect("send");
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_eq!(resp.status(), 200);
-    let resp = tv
-        .http
-        .get(tv.url("/secrets/proto"))
-        .bearer_auth(&tv.token)
-        .send()
-        .await
-        .expect("send");
+    let resp = tv.get_raw("/secrets/proto").await;
     assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
 
     // Through `localhost` the resource, the token audience and the ids follow that host.
@@ -1155,4 +1114,86 @@ async fn versions_and_deleted_lists_page_with_maxresults() {
         .as_str()
         .expect("recoveryId")
         .contains("/deletedsecrets/gone-")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_are_all_answered_and_counted_exactly() {
+    let tv = TestVault::start_with(|c| c.throttle_per_10s = None).await;
+    tv.put("hot", "v0").await;
+    let admin = tv.admin();
+    admin.reset_counters().await.expect("reset");
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let (http, token, get_url, put_url) = (
+            tv.http.clone(),
+            tv.token.clone(),
+            tv.url("/secrets/hot"),
+            tv.url(&format!("/secrets/w{w}")),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let resp = http
+                    .get(&get_url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("get");
+                assert_eq!(resp.status(), 200);
+                if i % 5 == 0 {
+                    let resp = http
+                        .put(&put_url)
+                        .bearer_auth(&token)
+                        .json(&json!({ "value": format!("{w}-{i}") }))
+                        .send()
+                        .await
+                        .expect("put");
+                    assert_eq!(resp.status(), 200);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let c = admin.counters().await.expect("counters");
+    assert_eq!(c.count_status("get_secret", 200), 32 * 20);
+    assert_eq!(c.count_status("set_secret", 200), 32 * 4);
+    assert_eq!(c.total(), 32 * 24);
+    let (_, versions) = tv.get("/secrets/w7/versions").await;
+    assert_eq!(versions["value"].as_array().expect("value").len(), 4);
+}
+
+#[tokio::test]
+async fn empty_values_are_stored_like_the_service_does() {
+    let tv = TestVault::start().await;
+    let (s, set) = tv.put("empty", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(set["value"], "");
+    let (s, got) = tv.get("/secrets/empty").await;
+    assert_eq!(s, 200);
+    assert_eq!(got["value"], "");
+}
+
+#[tokio::test]
+async fn tokens_live_exactly_token_ttl_on_the_vault_clock() {
+    let tv = TestVault::start_with(|c| c.token_ttl = Duration::from_secs(120)).await;
+    let (_, body) = tv
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", tv.vault.env().client_id.as_str()),
+            ("client_secret", tv.vault.env().client_secret.expose()),
+            ("scope", &format!("{}/.default", tv.vault.vault_url())),
+        ])
+        .await;
+    assert_eq!(body["expires_in"], 120);
+    assert_eq!(tv.get("/secrets").await.0, 200);
+    tv.admin().advance_clock(100).await.expect("advance");
+    assert_eq!(tv.get("/secrets").await.0, 200, "still valid after 100 s");
+    tv.admin().advance_clock(21).await.expect("advance");
+    let resp = tv.get_raw("/secrets").await;
+    assert_eq!(resp.status(), 401, "expired after 121 s");
+    assert!(
+        resp.headers().contains_key("www-authenticate"),
+        "a fresh challenge"
+    );
 }

@@ -204,3 +204,85 @@ async fn second_vault_on_the_same_data_dir_is_refused_until_the_first_stops() {
         .expect("restart");
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn ipv6_loopback_listener_serves_tls_for_its_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.listen = "[::1]:0".parse().expect("addr");
+    let vault = match LocalVault::start(cfg).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("skipping: no IPv6 loopback here ({e})");
+            return;
+        }
+    };
+    assert!(
+        vault.vault_url().starts_with("https://[::1]:"),
+        "{}",
+        vault.vault_url()
+    );
+    let http = http_client(vault.env());
+    let token = get_token(&http, vault.env(), vault.vault_url()).await;
+    put(&http, &vault, &token, "six", "v6").await;
+    let (s, body) = get(&http, &vault, &token, "six").await;
+    assert_eq!(s, 200);
+    assert!(body["id"]
+        .as_str()
+        .expect("id")
+        .starts_with(&format!("{}/secrets/six/", vault.vault_url())));
+}
+
+#[tokio::test]
+async fn cloud_style_hostname_gets_a_certificate_and_the_parent_domain_resource() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.hostnames = vec!["quickstart.vault.azure.cn".into()];
+    let vault = LocalVault::start(cfg).await.expect("start");
+    let port = vault
+        .vault_url()
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let pem = std::fs::read(&vault.env().ca_file).expect("ca");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .resolve(
+            "quickstart.vault.azure.cn",
+            format!("127.0.0.1:{port}").parse().expect("addr"),
+        )
+        .no_proxy()
+        .build()
+        .expect("client");
+    let base = format!("https://quickstart.vault.azure.cn:{port}");
+    let resp = http
+        .get(format!("{base}/secrets?{API}"))
+        .send()
+        .await
+        .expect("TLS verifies for the extra host name");
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let tenant = &vault.env().tenant_id;
+    assert_eq!(
+        challenge,
+        format!("Bearer authorization=\"{base}/{tenant}\", resource=\"https://vault.azure.cn\"")
+    );
+    let token = get_token(&http, vault.env(), "https://vault.azure.cn").await;
+    let resp = http
+        .put(format!("{base}/secrets/cn?{API}"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"value": "v"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert!(body["id"]
+        .as_str()
+        .expect("id")
+        .starts_with(&format!("{base}/secrets/cn/")));
+}

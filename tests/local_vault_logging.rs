@@ -4,11 +4,9 @@
 
 mod local_vault_support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use akvfs::local_vault::{LocalVault, LocalVaultEnv};
-use local_vault_support::{config, get_token, http_client, API};
+use local_vault_support::{
+    get_token, http_client, kill_9, serve_until_killed, spawn_child_vault, API,
+};
 
 const CHILD_ENV: &str = "AKVFS_TEST_LOGGING_CHILD";
 
@@ -22,44 +20,21 @@ async fn child_vault_with_trace_logging() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
         .with_writer(std::io::stderr)
         .init();
-    let _vault = LocalVault::start(config(std::path::Path::new(&dir)))
-        .await
-        .expect("start child vault");
-    loop {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+    serve_until_killed(std::path::Path::new(&dir)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(clippy::zombie_processes)] // reaped below, after kill
 async fn nothing_secret_is_logged_at_trace_level() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log_path = dir.path().join("server.log");
     let data = dir.path().join("data");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--ignored",
-            "--exact",
-            "child_vault_with_trace_logging",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, &data)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).expect("log"))
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let env = loop {
-        if let Ok(env) = LocalVaultEnv::read_env_file(&data.join("env")) {
-            break env;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child vault did not start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let log = std::fs::File::create(&log_path).expect("log");
+    let (mut child, env) = spawn_child_vault(
+        "child_vault_with_trace_logging",
+        CHILD_ENV,
+        &data,
+        log.into(),
+    );
     let http = http_client(&env);
     let token = get_token(&http, &env, &env.vault_url).await;
     let value = "hunter2-very-secret-value-5f1c";
@@ -90,8 +65,7 @@ async fn nothing_secret_is_logged_at_trace_level() {
         .await
         .expect("mi");
     let mi_token = resp.text().await.expect("mi body");
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_9(&mut child);
 
     let log = std::fs::read_to_string(&log_path).expect("log");
     assert!(log.len() > 100, "trace logging produced output:\n{log}");

@@ -1,6 +1,7 @@
 //! Runs tests/python (official azure-keyvault-secrets + azure-identity) against an in-process
-//! local vault. Needs `.venv` from `scripts/python-venv`; without it the test says so and
-//! passes, except under `scripts/test`, which creates the venv and sets AKVFS_REQUIRE_PYTHON_SDK.
+//! local vault with `strict_api_version` on. Needs `.venv` from `scripts/python-venv`; without it
+//! the test says so and passes, except under `scripts/test`, which creates the venv and sets
+//! AKVFS_REQUIRE_PYTHON_SDK.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,17 @@ async fn official_python_sdk_replays_the_quickstart() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: Some(dir.path().to_path_buf()),
         deletion_delay: Duration::from_millis(500),
+        // The SDK's default api-version must be one the strict vault knows.
+        strict_api_version: true,
+        ..LocalVaultConfig::default()
+    })
+    .await
+    .expect("start");
+    let dir_nsd = tempfile::tempdir().expect("tempdir");
+    let no_soft_delete = LocalVault::start(LocalVaultConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: Some(dir_nsd.path().to_path_buf()),
+        soft_delete: false,
         ..LocalVaultConfig::default()
     })
     .await
@@ -33,6 +45,10 @@ async fn official_python_sdk_replays_the_quickstart() {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(root.join("tests/python"))
         .env("AKVFS_LOCAL_VAULT_ENV", vault.env_file())
+        .env(
+            "AKVFS_LOCAL_VAULT_ENV_NO_SOFT_DELETE",
+            no_soft_delete.env_file(),
+        )
         .output()
         .await
         .expect("run pytest");
@@ -40,5 +56,7 @@ async fn official_python_sdk_replays_the_quickstart() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("passed"), "{stdout}");
+    eprintln!("{stdout}");
     vault.shutdown().await;
+    no_soft_delete.shutdown().await;
 }

@@ -22,16 +22,22 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        wall + self.offset_ms.load(Ordering::Relaxed)
+        wall.saturating_add(self.offset_ms.load(Ordering::Relaxed))
     }
 
     pub fn now_secs(&self) -> i64 {
         self.now_ms().div_euclid(1000)
     }
 
+    /// Moves the clock by `seconds`, within ±1,000 years so no time arithmetic can overflow.
     pub fn advance(&self, seconds: i64) {
-        self.offset_ms
-            .fetch_add(seconds.saturating_mul(1000), Ordering::Relaxed);
+        const LIMIT_MS: i64 = 1_000 * 366 * 86_400 * 1_000;
+        let delta = seconds.saturating_mul(1000);
+        let _ = self
+            .offset_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(old.saturating_add(delta).clamp(-LIMIT_MS, LIMIT_MS))
+            });
     }
 }
 
@@ -225,6 +231,17 @@ mod tests {
         for _ in 0..100 {
             assert!(off.admit(true).is_ok());
         }
+    }
+
+    #[test]
+    fn absurd_clock_advances_are_clamped_not_overflowing() {
+        let c = Clock::default();
+        c.advance(i64::MAX);
+        c.advance(i64::MAX);
+        assert!(c.now_secs() > 0);
+        c.advance(i64::MIN);
+        c.advance(i64::MIN);
+        let _ = c.now_ms();
     }
 
     #[test]

@@ -130,6 +130,14 @@ impl Now {
     }
 }
 
+/// The columns `row_to_version` reads, in its order (a macro so queries are `concat!`-ed
+/// constants that SQLite's statement cache can keep).
+macro_rules! version_cols {
+    () => {
+        "version, value, content_type, enabled, tags, nbf, exp, created, updated"
+    };
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Live { ready: bool },
@@ -143,6 +151,21 @@ pub struct Store {
 fn db_err(e: rusqlite::Error) -> ApiError {
     tracing::error!(error = %e, "local vault database error");
     ApiError::internal("The local vault's database failed; see the server log.")
+}
+
+/// Rows were fetched with `LIMIT limit + 1`: when the extra row is there, more follow, and the
+/// next page continues after the last row of this one.
+fn continuation<T>(rows: &[T], limit: usize, key: impl Fn(&T) -> String) -> Option<String> {
+    if rows.len() > limit {
+        rows.get(limit.checked_sub(1)?).map(key)
+    } else {
+        None
+    }
+}
+
+/// Tags as stored: JSON text, `NULL` when absent (a string map always serializes).
+fn tags_json(tags: Option<&Tags>) -> Option<String> {
+    tags.and_then(|t| serde_json::to_string(t).ok())
 }
 
 pub fn fold(name: &str) -> String {
@@ -244,10 +267,8 @@ impl Store {
         key: &str,
         now: Now,
     ) -> Result<Option<(String, State)>, rusqlite::Error> {
-        tx.query_row(
-            "SELECT name, state, ready_at FROM secrets WHERE key = ?1",
-            [key],
-            |r| {
+        tx.prepare_cached("SELECT name, state, ready_at FROM secrets WHERE key = ?1")?
+            .query_row([key], |r| {
                 let name: String = r.get(0)?;
                 let state: String = r.get(1)?;
                 let ready_at: i64 = r.get(2)?;
@@ -260,9 +281,8 @@ impl Store {
                         State::Deleted { ready }
                     },
                 ))
-            },
-        )
-        .optional()
+            })
+            .optional()
     }
 
     fn row_to_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
@@ -281,18 +301,13 @@ impl Store {
         })
     }
 
-    const VERSION_COLS: &'static str =
-        "version, value, content_type, enabled, tags, nbf, exp, created, updated";
-
     fn latest(conn: &Connection, key: &str) -> Result<Option<VersionRecord>, rusqlite::Error> {
-        conn.query_row(
-            &format!(
-                "SELECT {} FROM versions WHERE key = ?1 ORDER BY seq DESC LIMIT 1",
-                Self::VERSION_COLS
-            ),
-            [key],
-            Self::row_to_version,
-        )
+        conn.prepare_cached(concat!(
+            "SELECT ",
+            version_cols!(),
+            " FROM versions WHERE key = ?1 ORDER BY seq DESC LIMIT 1"
+        ))?
+        .query_row([key], Self::row_to_version)
         .optional()
     }
 
@@ -301,14 +316,12 @@ impl Store {
         key: &str,
         version: &str,
     ) -> Result<Option<VersionRecord>, rusqlite::Error> {
-        conn.query_row(
-            &format!(
-                "SELECT {} FROM versions WHERE key = ?1 AND version = ?2",
-                Self::VERSION_COLS
-            ),
-            params![key, version],
-            Self::row_to_version,
-        )
+        conn.prepare_cached(concat!(
+            "SELECT ",
+            version_cols!(),
+            " FROM versions WHERE key = ?1 AND version = ?2"
+        ))?
+        .query_row(params![key, version], Self::row_to_version)
         .optional()
     }
 
@@ -318,10 +331,7 @@ impl Store {
         seq: i64,
         v: &VersionRecord,
     ) -> Result<(), rusqlite::Error> {
-        let tags = v
-            .tags
-            .as_ref()
-            .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "{}".to_owned()));
+        let tags = tags_json(v.tags.as_ref());
         tx.execute(
             "INSERT INTO versions(key, version, seq, value, content_type, tags, enabled, nbf, exp, \
              created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -494,10 +504,7 @@ impl Store {
             v.exp = change.exp;
         }
         v.updated = now.secs();
-        let tags = v
-            .tags
-            .as_ref()
-            .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "{}".to_owned()));
+        let tags = tags_json(v.tags.as_ref());
         tx.execute(
             "UPDATE versions SET content_type = ?3, tags = ?4, enabled = ?5, nbf = ?6, exp = ?7, \
              updated = ?8 WHERE key = ?1 AND version = ?2",
@@ -640,13 +647,13 @@ impl Store {
     }
 
     /// `GET /secrets`: live secrets after `after` (a folded key), sorted case-insensitively.
-    /// Returns up to `limit` and whether more follow.
+    /// Returns up to `limit`, and the key to continue after when more follow.
     pub fn list(
         &self,
         after: Option<&str>,
         limit: usize,
         now: Now,
-    ) -> Result<(Vec<SecretRecord>, bool), ApiError> {
+    ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
         let conn = self.conn.lock();
         let mut stmt = conn
             .prepare_cached(
@@ -662,14 +669,14 @@ impl Store {
             .map_err(db_err)?
             .collect::<Result<_, _>>()
             .map_err(db_err)?;
-        let more = rows.len() > limit;
+        let next = continuation(&rows, limit, |(key, _)| key.clone());
         let mut out = Vec::with_capacity(rows.len().min(limit));
         for (key, name) in rows.into_iter().take(limit) {
             if let Some(version) = Self::latest(&conn, &key).map_err(db_err)? {
                 out.push(SecretRecord { name, version });
             }
         }
-        Ok((out, more))
+        Ok((out, next))
     }
 
     /// `GET /secrets/{name}/versions`: sorted by version id, after `after`.
@@ -679,18 +686,19 @@ impl Store {
         after: Option<&str>,
         limit: usize,
         now: Now,
-    ) -> Result<(Vec<SecretRecord>, bool), ApiError> {
+    ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
         let conn = self.conn.lock();
         let key = fold(name);
         // The service answers an empty list for an unknown name; so do we.
         let display = match Self::state(&conn, &key, now).map_err(db_err)? {
             Some((display, State::Live { ready: true })) => display,
-            _ => return Ok((Vec::new(), false)),
+            _ => return Ok((Vec::new(), None)),
         };
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM versions WHERE key = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
-                Self::VERSION_COLS
+            .prepare_cached(concat!(
+                "SELECT ",
+                version_cols!(),
+                " FROM versions WHERE key = ?1 AND version > ?2 ORDER BY version LIMIT ?3"
             ))
             .map_err(db_err)?;
         let rows: Vec<VersionRecord> = stmt
@@ -701,7 +709,7 @@ impl Store {
             .map_err(db_err)?
             .collect::<Result<_, _>>()
             .map_err(db_err)?;
-        let more = rows.len() > limit;
+        let next = continuation(&rows, limit, |v| v.version.clone());
         Ok((
             rows.into_iter()
                 .take(limit)
@@ -710,7 +718,7 @@ impl Store {
                     version,
                 })
                 .collect(),
-            more,
+            next,
         ))
     }
 
@@ -720,7 +728,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
         now: Now,
-    ) -> Result<(Vec<DeletedRecord>, bool), ApiError> {
+    ) -> Result<(Vec<DeletedRecord>, Option<String>), ApiError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
@@ -741,7 +749,7 @@ impl Store {
                 .map_err(db_err)?;
             rows
         };
-        let more = rows.len() > limit;
+        let next = continuation(&rows, limit, |(key, ..)| key.clone());
         let mut out = Vec::new();
         for (key, name, deleted_date, scheduled_purge) in rows.into_iter().take(limit) {
             if let Some(version) = Self::latest(&tx, &key).map_err(db_err)? {
@@ -754,7 +762,7 @@ impl Store {
             }
         }
         tx.commit().map_err(db_err)?;
-        Ok((out, more))
+        Ok((out, next))
     }
 
     /// All versions of a live secret, for `POST /secrets/{name}/backup`.
@@ -762,9 +770,10 @@ impl Store {
         let conn = self.conn.lock();
         let display = Self::live_name(&conn, name, now)?;
         let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM versions WHERE key = ?1 ORDER BY seq",
-                Self::VERSION_COLS
+            .prepare_cached(concat!(
+                "SELECT ",
+                version_cols!(),
+                " FROM versions WHERE key = ?1 ORDER BY seq"
             ))
             .map_err(db_err)?;
         let versions = stmt
@@ -924,13 +933,13 @@ mod tests {
         for name in ["b", "A", "c", "D"] {
             s.set(name, v("v"), T0).expect("set");
         }
-        let (page, more) = s.list(None, 3, T0).expect("list");
+        let (page, next) = s.list(None, 3, T0).expect("list");
         let names: Vec<_> = page.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["A", "b", "c"]);
-        assert!(more);
-        let (page, more) = s.list(Some("c"), 3, T0).expect("list");
+        assert_eq!(next.as_deref(), Some("c"));
+        let (page, next) = s.list(Some("c"), 3, T0).expect("list");
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].name, "D");
-        assert!(!more);
+        assert_eq!(next, None);
     }
 }

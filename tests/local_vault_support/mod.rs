@@ -78,6 +78,38 @@ impl TestVault {
         }
     }
 
+    /// `GET VAULT/path?api-version` with `token` as the bearer (the raw response).
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// `GET VAULT/path?api-version` with this vault's token (the raw response).
+    pub async fn get_raw(&self, path: &str) -> reqwest::Response {
+        self.get_with_token(path, &self.token).await
+    }
+
+    /// `POST` a form to the token endpoint: `(status, body)`.
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let env = self.vault.env();
+        let resp = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                env.authority_host, env.tenant_id
+            ))
+            .form(form)
+            .send()
+            .await
+            .expect("token request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("token json"))
+    }
+
     pub fn admin(&self) -> AdminClient {
         AdminClient::new(self.vault.env()).expect("admin client")
     }
@@ -139,7 +171,7 @@ impl TestVault {
 
     /// Polls `path` until it answers `status` (bounded).
     pub async fn wait_for(&self, path: &str, status: u16) -> Value {
-        for _ in 0..100 {
+        for _ in 0..300 {
             let (s, body) = self.get(path).await;
             if s == status {
                 return body;
@@ -162,4 +194,54 @@ pub fn error_code(body: &Value) -> (&str, Option<&str>) {
         body["error"]["code"].as_str().unwrap_or(""),
         body["error"]["innererror"]["code"].as_str(),
     )
+}
+
+/// Runs a local vault on `dir` until the process is killed (the body of a child-process test).
+pub async fn serve_until_killed(dir: &std::path::Path) {
+    let _vault = LocalVault::start(config(dir))
+        .await
+        .expect("start child vault");
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+/// Re-executes this test binary to run the ignored test `child_test` with `var=data` (so it
+/// serves a vault on `data` in a process of its own) and waits for `data/env`.
+// The caller reaps the child (`kill_9` waits for it).
+#[allow(clippy::zombie_processes)]
+pub fn spawn_child_vault(
+    child_test: &str,
+    var: &str,
+    data: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, LocalVaultEnv) {
+    let env_file = data.join("env");
+    let _ = std::fs::remove_file(&env_file);
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--ignored", "--exact", child_test, "--nocapture"])
+        .env(var, data)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn child vault");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(env) = LocalVaultEnv::read_env_file(&env_file) {
+            return (child, env);
+        }
+        if std::time::Instant::now() > deadline {
+            kill_9(&mut child);
+            panic!("child vault did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `kill -9` and reap.
+pub fn kill_9(child: &mut std::process::Child) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill -9");
+    let _ = child.wait();
 }

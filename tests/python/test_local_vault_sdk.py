@@ -9,94 +9,22 @@ Which vault: `AKVFS_LOCAL_VAULT_ENV=PATH` uses a running vault's env file (the R
 127.0.0.1:0 --data TMP` is started (AKVFS_BIN defaults to target/debug/akvfs).
 """
 
-import os
-import shlex
-import subprocess
-import tempfile
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def parse_env_file(path):
-    variables = {}
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        words = shlex.split(line)
-        if words[0] == "export":
-            words = words[1:]
-        for word in words:
-            name, _, value = word.partition("=")
-            variables[name] = value
-    return variables
-
-
-def wait_for_file(path, proc, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and "AKVFS_VAULT_URL" in path.read_text():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"local vault exited with {proc.returncode}")
-        time.sleep(0.1)
-    raise TimeoutError(f"{path} did not appear")
+from conftest import local_vault, sdk_client
 
 
 @pytest.fixture(scope="module")
 def vault_env():
-    given = os.environ.get("AKVFS_LOCAL_VAULT_ENV")
-    proc = None
-    tmp = None
-    if given:
-        env_file = Path(given)
-    else:
-        binary = os.environ.get("AKVFS_BIN", str(ROOT / "target" / "debug" / "akvfs"))
-        tmp = tempfile.TemporaryDirectory()
-        env_file = Path(tmp.name) / "env"
-        proc = subprocess.Popen(
-            [binary, "local-vault", "--listen", "127.0.0.1:0", "--data", tmp.name,
-             "--deletion-delay", "1s"],
-            stdout=subprocess.DEVNULL,
-        )
-    try:
-        wait_for_file(env_file, proc)
-        variables = parse_env_file(env_file)
-        saved = dict(os.environ)
-        # Nothing but the env file may configure the credential.
-        for name in list(os.environ):
-            if name.startswith(("AZURE_", "MSI_", "IDENTITY_", "IMDS_")):
-                del os.environ[name]
-        os.environ.update(variables)
-        os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    with local_vault("AKVFS_LOCAL_VAULT_ENV") as variables:
         yield variables
-        os.environ.clear()
-        os.environ.update(saved)
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        if tmp is not None:
-            tmp.cleanup()
 
 
 @pytest.fixture(scope="module")
 def client(vault_env):
-    from azure.identity import DefaultAzureCredential
-    from azure.keyvault.secrets import SecretClient
-
-    credential = DefaultAzureCredential()
-    return SecretClient(
-        vault_url=vault_env["AKVFS_VAULT_URL"],
-        credential=credential,
-        verify_challenge_resource=False,
-    )
+    return sdk_client(vault_env)
 
 
 def unique(prefix):
@@ -194,3 +122,43 @@ def test_backup_restore(client):
 def test_missing_secret_raises_not_found(client):
     with pytest.raises(ResourceNotFoundError):
         client.get_secret(unique("absent"))
+
+
+def test_client_secret_credential_through_msal_and_the_openid_metadata(vault_env):
+    """MSAL (inside azure-identity) fetches the vault's OpenID metadata and uses its token
+    endpoint with the env file's client credentials; instance discovery must be off, since it
+    would ask Microsoft's servers."""
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.secrets import SecretClient
+
+    credential = ClientSecretCredential(
+        vault_env["AKVFS_TENANT_ID"],
+        vault_env["AKVFS_CLIENT_ID"],
+        vault_env["AKVFS_CLIENT_SECRET"],
+        authority=vault_env["AKVFS_AUTHORITY_HOST"],
+        disable_instance_discovery=True,
+    )
+    client = SecretClient(
+        vault_url=vault_env["AKVFS_VAULT_URL"],
+        credential=credential,
+        verify_challenge_resource=False,
+    )
+    name = unique("msal")
+    client.set_secret(name, "through-msal")
+    assert client.get_secret(name).value == "through-msal"
+
+
+def test_wrong_client_secret_is_refused(vault_env):
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import ClientSecretCredential
+
+    credential = ClientSecretCredential(
+        vault_env["AKVFS_TENANT_ID"],
+        vault_env["AKVFS_CLIENT_ID"],
+        "not-the-secret",
+        authority=vault_env["AKVFS_AUTHORITY_HOST"],
+        disable_instance_discovery=True,
+    )
+    with pytest.raises(ClientAuthenticationError) as refused:
+        credential.get_token(vault_env["AKVFS_VAULT_URL"] + "/.default")
+    assert "AADSTS7000215" in str(refused.value)

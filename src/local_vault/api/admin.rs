@@ -7,8 +7,8 @@ use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::json_response;
 use super::secrets::{blocking, read_json};
+use super::{json_response, OPERATIONS};
 use crate::local_vault::admin::{
     ClockAdvance, FaultSpec, NewPrincipal, PrincipalRequest, SeedRequest,
 };
@@ -42,15 +42,13 @@ pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Respo
             ok()
         }
         (Method::POST, "faults") => match read_json::<FaultSpec>(req).await {
-            Ok(spec)
-                if (0.0..=1.0).contains(&spec.rate)
-                    && spec.status.is_none_or(|s| (400..=599).contains(&s)) =>
-            {
-                st.faults.add(spec);
-                ok()
-            }
-            Ok(_) => ApiError::bad_parameter("rate must be within 0..1 and status within 400..599")
-                .into_response(),
+            Ok(spec) => match fault_problem(&spec) {
+                None => {
+                    st.faults.add(spec);
+                    ok()
+                }
+                Some(problem) => ApiError::bad_parameter(problem).into_response(),
+            },
             Err(e) => e.into_response(),
         },
         (Method::DELETE, "faults") => {
@@ -149,5 +147,22 @@ async fn seed_secrets(st: &Arc<Shared>, seed: SeedRequest) -> Response {
     match result {
         Ok(count) => json_response(StatusCode::OK, &serde_json::json!({ "count": count })),
         Err(e) => e.into_response(),
+    }
+}
+
+/// Why a fault rule cannot be right (a typo in an operation name would otherwise never fire).
+fn fault_problem(spec: &FaultSpec) -> Option<String> {
+    if !(0.0..=1.0).contains(&spec.rate) {
+        return Some(format!("rate {} is not within 0..1", spec.rate));
+    }
+    if let Some(status) = spec.status.filter(|s| !(400..=599).contains(s)) {
+        return Some(format!("status {status} is not within 400..599"));
+    }
+    match &spec.operation {
+        Some(op) if !OPERATIONS.contains(&op.as_str()) => Some(format!(
+            "unknown operation {op}; known: {}",
+            OPERATIONS.join(", ")
+        )),
+        _ => None,
     }
 }

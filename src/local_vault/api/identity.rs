@@ -11,6 +11,7 @@ use super::{json_response, query_get, query_pairs, request_host};
 use crate::local_vault::auth::{self, Claims};
 use crate::local_vault::error::ApiError;
 use crate::local_vault::Shared;
+use crate::secret_value::SecretValue;
 
 pub(super) fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
     let trace = uuid::Uuid::new_v4().to_string();
@@ -26,6 +27,33 @@ pub(super) fn aad_error(status: StatusCode, error: &str, code: u32, description:
             "correlation_id": trace,
         }),
     )
+}
+
+/// `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
+fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, SecretValue)> {
+    use base64::Engine;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?,
+    );
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unescape(id), SecretValue::new(unescape(secret))))
 }
 
 pub(super) fn issue(
@@ -52,6 +80,7 @@ pub(super) fn issue(
 }
 
 pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request) -> Response {
+    let basic = basic_credentials(req.headers());
     let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
         Err(_) => {
@@ -94,7 +123,12 @@ pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request
             )
         }
     }
-    let Some(client_id) = get("client_id") else {
+    // client_secret_post (the form) or client_secret_basic (the Authorization header).
+    let (basic_id, basic_secret) = match &basic {
+        Some((id, secret)) => (Some(id.as_str()), Some(secret.expose())),
+        None => (None, None),
+    };
+    let Some(client_id) = get("client_id").or(basic_id) else {
         return aad_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -133,7 +167,9 @@ pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request
         );
     };
     // AAD answers a wrong or missing client secret with 401 invalid_client.
-    let secret_ok = get("client_secret").is_some_and(|s| auth::secret_eq(s, expected.expose()));
+    let secret_ok = get("client_secret")
+        .or(basic_secret)
+        .is_some_and(|s| auth::secret_eq(s, expected.expose()));
     if !secret_ok {
         return aad_error(
             StatusCode::UNAUTHORIZED,

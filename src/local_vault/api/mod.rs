@@ -33,6 +33,23 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 #[derive(Clone, Copy, Debug)]
 pub struct DropConnection;
 
+/// Every operation name the counters and fault rules use.
+pub const OPERATIONS: [&str; 13] = [
+    "set_secret",
+    "get_secret",
+    "update_secret",
+    "delete_secret",
+    "list_secrets",
+    "list_secret_versions",
+    "list_deleted_secrets",
+    "get_deleted_secret",
+    "purge_deleted_secret",
+    "recover_deleted_secret",
+    "backup_secret",
+    "restore_secret",
+    "token",
+];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VaultOp {
     Set(String),
@@ -367,6 +384,30 @@ async fn apply_fault(fault: Option<super::control::FaultAction>) -> Option<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_operation_is_a_known_operation_name() {
+        let m = |x: &str| x.parse::<Method>().expect("method");
+        for (method, path) in [
+            ("PUT", "/secrets/a"),
+            ("GET", "/secrets/a"),
+            ("PATCH", "/secrets/a/v"),
+            ("DELETE", "/secrets/a"),
+            ("GET", "/secrets"),
+            ("GET", "/secrets/a/versions"),
+            ("GET", "/deletedsecrets"),
+            ("GET", "/deletedsecrets/a"),
+            ("DELETE", "/deletedsecrets/a"),
+            ("POST", "/deletedsecrets/a/recover"),
+            ("POST", "/secrets/a/backup"),
+            ("POST", "/secrets/restore"),
+            ("POST", "/t/oauth2/v2.0/token"),
+            ("GET", "/msi/token"),
+        ] {
+            let op = classify(&m(method), path).operation().expect(path);
+            assert!(OPERATIONS.contains(&op), "{op}");
+        }
+    }
 
     #[test]
     fn paths_classify_like_the_service() {

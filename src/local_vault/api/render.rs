@@ -1,10 +1,14 @@
 //! Store records as the service's JSON: bundles, items, deleted items, next links.
 
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::json_response;
 use super::secrets::{encode_skiptoken, Paging};
 use crate::local_vault::store::{DeletedRecord, SecretRecord};
 use crate::local_vault::Shared;
 use crate::vault::model::{
-    DeletedSecretBundle, DeletedSecretItem, SecretAttributes, SecretBundle, SecretItem,
+    DeletedSecretBundle, DeletedSecretItem, ListPage, SecretAttributes, SecretBundle, SecretItem,
 };
 
 pub(super) struct Render<'a> {
@@ -95,6 +99,23 @@ impl Render<'_> {
             scheduled_purge_date: Some(rec.scheduled_purge),
             deleted_date: Some(rec.deleted_date),
         }
+    }
+
+    /// A list answer; `next` (the key to continue after) becomes the `nextLink`, and its
+    /// absence the `"nextLink": null` of the last page.
+    pub(super) fn list_page<T: serde::Serialize>(
+        &self,
+        value: Vec<T>,
+        next: Option<String>,
+        path: &str,
+        api_version: &str,
+        page: &Paging,
+    ) -> Response {
+        let body = ListPage {
+            value,
+            next_link: next.map(|after| self.next_link(path, api_version, &after, page)),
+        };
+        json_response(StatusCode::OK, &body)
     }
 
     /// Absolute, like the service's: `https://HOST/PATH?api-version=V&$skiptoken=T` (the `$`

@@ -19,8 +19,8 @@ use crate::local_vault::store::{NewVersion, Now, VersionUpdate};
 use crate::local_vault::Shared;
 use crate::secret_value::SecretValue;
 use crate::vault::model::{
-    is_valid_secret_name, ListPage, SecretSetParameters, SecretUpdateParameters,
-    MAX_CONTENT_TYPE_LEN, MAX_PAGE_SIZE, MAX_SECRET_VALUE_CHARS,
+    is_valid_secret_name, SecretSetParameters, SecretUpdateParameters, MAX_CONTENT_TYPE_LEN,
+    MAX_PAGE_SIZE, MAX_SECRET_VALUE_CHARS,
 };
 
 /// The api-versions the service knows: 7.0 … 7.6 (and their previews), 2016-10-01, and date
@@ -208,53 +208,31 @@ pub(super) async fn vault_op(
         VaultOp::List => {
             let page = Paging::parse(&pairs)?;
             let after = page.after.clone();
-            let (recs, more) =
+            let (recs, next) =
                 blocking(st, move |s| s.list(after.as_deref(), page.size, now)).await?;
-            let next = more.then(|| recs.last().map(|l| super::super::store::fold(&l.name)));
-            let body = ListPage {
-                value: recs.iter().map(|rec| r.item(rec, false)).collect(),
-                next_link: next
-                    .flatten()
-                    .map(|k| r.next_link("/secrets", &api_version, &k, &page)),
-            };
-            Ok(json_response(StatusCode::OK, &body))
+            let items = recs.iter().map(|rec| r.item(rec, false)).collect();
+            Ok(r.list_page(items, next, "/secrets", &api_version, &page))
         }
         VaultOp::ListVersions(name) => {
             let page = Paging::parse(&pairs)?;
             let after = page.after.clone();
-            let n = name.clone();
-            let (recs, more) = blocking(st, move |s| {
-                s.list_versions(&n, after.as_deref(), page.size, now)
+            let path = format!("/secrets/{name}/versions");
+            let (recs, next) = blocking(st, move |s| {
+                s.list_versions(&name, after.as_deref(), page.size, now)
             })
             .await?;
-            let next = more.then(|| recs.last().map(|l| l.version.version.clone()));
-            let path = match recs.first() {
-                Some(first) => format!("/secrets/{}/versions", first.name),
-                None => format!("/secrets/{name}/versions"),
-            };
-            let body = ListPage {
-                value: recs.iter().map(|rec| r.item(rec, true)).collect(),
-                next_link: next
-                    .flatten()
-                    .map(|k| r.next_link(&path, &api_version, &k, &page)),
-            };
-            Ok(json_response(StatusCode::OK, &body))
+            let items = recs.iter().map(|rec| r.item(rec, true)).collect();
+            Ok(r.list_page(items, next, &path, &api_version, &page))
         }
         VaultOp::ListDeleted => {
             let page = Paging::parse(&pairs)?;
             let after = page.after.clone();
-            let (recs, more) = blocking(st, move |s| {
+            let (recs, next) = blocking(st, move |s| {
                 s.list_deleted(after.as_deref(), page.size, now)
             })
             .await?;
-            let next = more.then(|| recs.last().map(|l| super::super::store::fold(&l.name)));
-            let body = ListPage {
-                value: recs.iter().map(|rec| r.deleted_item(rec)).collect(),
-                next_link: next
-                    .flatten()
-                    .map(|k| r.next_link("/deletedsecrets", &api_version, &k, &page)),
-            };
-            Ok(json_response(StatusCode::OK, &body))
+            let items = recs.iter().map(|rec| r.deleted_item(rec)).collect();
+            Ok(r.list_page(items, next, "/deletedsecrets", &api_version, &page))
         }
         VaultOp::GetDeleted(name) => {
             let rec = blocking(st, move |s| s.get_deleted(&name, now)).await?;
