@@ -22,7 +22,7 @@ use super::model::{
     DeletedSecretBundle, DeletedSecretItem, KeyVaultErrorBody, ListPage, SecretBundle, SecretItem,
     SecretSetParameters, SecretUpdateParameters, MAX_PAGE_SIZE,
 };
-use super::pipeline::{build_http_client, Pipeline, Request, Response};
+use super::pipeline::{build_http_client, deadline_after, Pipeline, Request, Response};
 use super::poll::{deleted_resource_state, poll_until};
 use super::{SecretStore, VaultError};
 
@@ -234,7 +234,7 @@ impl SecretClient {
         body: Option<Bytes>,
         name: &str,
     ) -> Result<Response, VaultError> {
-        let deadline = Instant::now() + self.options.request_timeout;
+        let deadline = deadline_after(self.options.request_timeout);
         let what = format!("{method} {}", url.path());
         let mut request = Request::new(method.clone(), url);
         if body.is_some() {
@@ -390,7 +390,10 @@ impl SecretClient {
                 let lifetime = token.expires_on.duration_since(now).unwrap_or_default();
                 // Short-lived tokens (a local vault's test TTL) refresh at half-life instead.
                 let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
-                let refresh_at = token.expires_on - margin;
+                let refresh_at = token
+                    .expires_on
+                    .checked_sub(margin)
+                    .unwrap_or(token.expires_on);
                 tracing::debug!(
                     credential = self.credential.name(),
                     ?lifetime,

@@ -222,7 +222,10 @@ impl Pipeline {
                 return outcome;
             }
             // Retrying past the deadline is pointless: give the last answer now.
-            if Instant::now() + delay >= deadline {
+            if Instant::now()
+                .checked_add(delay)
+                .is_none_or(|at| at >= deadline)
+            {
                 tracing::debug!(
                     request_id,
                     ?delay,
@@ -314,6 +317,15 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
     text
 }
 
+/// `now + d`, saturating far in the future instead of overflowing (a user may pass a huge
+/// timeout).
+pub fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
@@ -324,13 +336,16 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
         if let Some(ms) = header_str(headers, name).and_then(|v| v.trim().parse::<f64>().ok()) {
             if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms / 1000.0));
+                // try_: a hostile value must not panic (from_secs_f64 does on overflow)
+                if let Ok(d) = Duration::try_from_secs_f64(ms / 1000.0) {
+                    return Some(d);
+                }
             }
         }
     }
     let value = header_str(headers, "retry-after")?.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return Duration::try_from_secs_f64(seconds).ok();
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -393,6 +408,17 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        // hostile values: no panic
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "1e300")]), now),
+            None
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "NaN")]), now), None);
+        assert_eq!(
+            retry_after(&headers(&[("x-ms-retry-after-ms", "1e300")]), now),
+            None
+        );
+        assert!(deadline_after(Duration::MAX) > Instant::now());
         assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }

@@ -57,7 +57,7 @@ where
     Fut: Future<Output = Result<PollState, VaultError>>,
 {
     let started = Instant::now();
-    let deadline = started + timeout;
+    let deadline = super::pipeline::deadline_after(timeout);
     let timed_out = || VaultError::Timeout {
         what: format!(
             "{what} did not complete within {}",

@@ -332,14 +332,21 @@ pub(crate) fn parse_token_response(body: &[u8], now: SystemTime) -> Result<Acces
         serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
-    let expires_on = if let Some(secs) = parsed.expires_in.as_ref().and_then(as_u64) {
-        now + Duration::from_secs(secs)
-    } else if let Some(epoch) = parsed.expires_on.as_ref().and_then(as_u64) {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(epoch)
-    } else {
+    // checked_add: a hostile number must not overflow (and panic); it counts as absent.
+    let expires_on = parsed
+        .expires_in
+        .as_ref()
+        .and_then(as_u64)
+        .and_then(|secs| now.checked_add(Duration::from_secs(secs)))
+        .or_else(|| {
+            parsed
+                .expires_on
+                .as_ref()
+                .and_then(as_u64)
+                .and_then(|epoch| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(epoch)))
+        })
         // No usable expiry: assume a short life so it is refreshed soon.
-        now + Duration::from_secs(600)
-    };
+        .unwrap_or(now + Duration::from_secs(600));
     Ok(AccessToken { token, expires_on })
 }
 
@@ -370,6 +377,12 @@ mod tests {
             .expect("string");
         assert_eq!(t.expires_on, now + Duration::from_secs(3599));
         assert!(parse_token_response(br#"{"token_type":"Bearer"}"#, now).is_err());
+        let t = parse_token_response(
+            br#"{"access_token":"x","expires_in":18446744073709551615}"#,
+            now,
+        )
+        .expect("huge expiry does not panic");
+        assert_eq!(t.expires_on, now + Duration::from_secs(600));
         let err = parse_token_response(b"{\"access_token\": \"hunter2", now).expect_err("json");
         assert!(!err.contains("hunter2"));
     }
