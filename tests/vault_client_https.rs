@@ -283,6 +283,18 @@ async fn route(
                     r
                 }
                 "throttled-bare" if n == 1 => service_error(429, "Throttled", None, "slow down"),
+                "throttled-forever" => {
+                    let mut r = service_error(429, "Throttled", None, "slow down");
+                    r.headers_mut()
+                        .insert("retry-after", "1e300".parse().expect("h"));
+                    r
+                }
+                "throttled-long" => {
+                    let mut r = service_error(429, "Throttled", None, "slow down");
+                    r.headers_mut()
+                        .insert("retry-after", "3600".parse().expect("h"));
+                    r
+                }
                 "flaky" if n == 1 => service_error(503, "ServiceUnavailable", None, "busy"),
                 "down" => service_error(503, "ServiceUnavailable", None, "busy"),
                 "big" => json(200, serde_json::json!({"value": "x".repeat(2 << 20)})),
@@ -1039,5 +1051,32 @@ async fn check_connection_is_one_small_list_call() {
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_or_long_retry_after_ends_in_throttled_without_waiting() {
+    let f = fixture(|o| o.max_retries = 2).await;
+    f.client.get_secret("plain", None).await.expect("warm up");
+    let started = Instant::now();
+    let err = f
+        .client
+        .get_secret("throttled-long", None)
+        .await
+        .expect_err("long");
+    assert!(matches!(err, VaultError::Throttled { .. }), "{err:?}");
+    assert_eq!(f.server.count("GET", "/secrets/throttled-long"), 1);
+    let err = f
+        .client
+        .get_secret("throttled-forever", None)
+        .await
+        .expect_err("hostile");
+    assert!(matches!(err, VaultError::Throttled { .. }), "{err:?}");
+    // an unparseable Retry-After falls back to backoff: retried, then throttled
+    assert_eq!(f.server.count("GET", "/secrets/throttled-forever"), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
     );
 }
