@@ -12,8 +12,8 @@ use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 
 use super::workload_identity::JWT_BEARER;
 use super::{
-    configured_authority_host, request_token, token_credential_via_chainable, AccessToken,
-    ChainableCredential, CredentialError, EnvLookup, TokenRequest,
+    authority_for, configured_authority_host, request_token, token_credential_via_chainable,
+    AccessToken, ChainableCredential, CredentialError, EnvLookup, TokenRequest,
 };
 use crate::vault::pipeline::Pipeline;
 
@@ -153,13 +153,7 @@ impl ClientCertificateCredential {
 #[async_trait]
 impl ChainableCredential for ClientCertificateCredential {
     async fn try_get_token(&self, request: &TokenRequest) -> Result<AccessToken, CredentialError> {
-        let authority = self
-            .authority_host
-            .as_deref()
-            .or(request.authority_host.as_deref())
-            .ok_or_else(|| {
-                CredentialError::Failed("no authority host: set AZURE_AUTHORITY_HOST".into())
-            })?;
+        let authority = authority_for(self.authority_host.as_deref(), request)?;
         let tenant = request.tenant_id.as_deref().unwrap_or(&self.tenant_id);
         let audience = format!(
             "{}/{}/oauth2/v2.0/token",

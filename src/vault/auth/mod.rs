@@ -20,6 +20,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use super::challenge::is_loopback_host;
 use super::pipeline::{build_http_client, Pipeline, Request};
 use super::VaultError;
 use crate::secret_value::SecretValue;
@@ -181,14 +182,64 @@ macro_rules! token_credential_via_chainable {
 }
 pub(crate) use token_credential_via_chainable;
 
-/// `AZURE_AUTHORITY_HOST`, else `AKVFS_AUTHORITY_HOST`, else the vault's cloud. `None` leaves the
-/// choice to the challenge.
+/// `AZURE_AUTHORITY_HOST`, else `AKVFS_AUTHORITY_HOST`, else the vault's cloud. For a loopback
+/// vault (a local vault) `None`: the challenge's authority is used (see [`authority_for`]). For
+/// any other vault, the public cloud, as the SDKs default: a vault we do not know must not be
+/// able to name the server our client secret is sent to.
 pub(crate) fn configured_authority_host(vault_url: &str, env: EnvLookup<'_>) -> Option<String> {
     env("AZURE_AUTHORITY_HOST")
         .filter(|v| !v.trim().is_empty())
         .or_else(|| env("AKVFS_AUTHORITY_HOST").filter(|v| !v.trim().is_empty()))
         .map(|h| normalize_authority_host(&h))
         .or_else(|| Cloud::for_vault_url(vault_url).map(|c| c.authority_host.to_owned()))
+        .or_else(|| {
+            let loopback = url::Url::parse(vault_url)
+                .ok()
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false);
+            (!loopback).then(|| cloud::AZURE_PUBLIC_CLOUD.authority_host.to_owned())
+        })
+}
+
+/// Microsoft Entra ID authority hosts (with their aliases) that a challenge may name.
+const KNOWN_AUTHORITY_HOSTS: [&str; 8] = [
+    "login.microsoftonline.com",
+    "login.windows.net",
+    "login.microsoft.com",
+    "sts.windows.net",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+    "login.microsoftonline.us",
+    "login.usgovcloudapi.net",
+];
+
+/// The authority to send a credential to: the configured one, else the challenge's when it is a
+/// known Entra host or on a loopback address (a local vault); never an arbitrary host a vault
+/// names (it would receive the client secret or assertion).
+pub(crate) fn authority_for<'a>(
+    configured: Option<&'a str>,
+    request: &'a TokenRequest,
+) -> Result<&'a str, CredentialError> {
+    if let Some(configured) = configured {
+        return Ok(configured);
+    }
+    let Some(challenge) = request.authority_host.as_deref() else {
+        return Err(CredentialError::Failed(
+            "no authority host: set AZURE_AUTHORITY_HOST (the vault's challenge named none)".into(),
+        ));
+    };
+    let host = url::Url::parse(challenge)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if is_loopback_host(&host) || KNOWN_AUTHORITY_HOSTS.contains(&host.as_str()) {
+        Ok(challenge)
+    } else {
+        Err(CredentialError::Failed(format!(
+            "the vault's challenge names the authority {challenge}, which is not a known \
+             Microsoft Entra host; set AZURE_AUTHORITY_HOST to it if it is trusted"
+        )))
+    }
 }
 
 /// `login.microsoftonline.com/` → `https://login.microsoftonline.com`.
@@ -429,9 +480,33 @@ mod tests {
             None
         );
         assert_eq!(
+            configured_authority_host("https://vault.contoso.example", &none).as_deref(),
+            Some("https://login.microsoftonline.com")
+        );
+        assert_eq!(
             normalize_authority_host("login.microsoftonline.us/"),
             "https://login.microsoftonline.us"
         );
+    }
+
+    #[test]
+    fn challenge_authorities_are_used_only_when_trusted() {
+        let req = |a: &str| TokenRequest {
+            scope: "s".into(),
+            tenant_id: None,
+            authority_host: Some(a.into()),
+        };
+        let local = req("https://127.0.0.1:8443");
+        assert_eq!(authority_for(None, &local), Ok("https://127.0.0.1:8443"));
+        let aad = req("https://login.windows.net");
+        assert_eq!(authority_for(None, &aad), Ok("https://login.windows.net"));
+        let evil = req("https://evil.example");
+        assert!(matches!(
+            authority_for(None, &evil),
+            Err(CredentialError::Failed(_))
+        ));
+        assert_eq!(authority_for(Some("https://x"), &evil), Ok("https://x"));
+        assert!(authority_for(None, &TokenRequest::default()).is_err());
     }
 
     #[test]
