@@ -1,6 +1,19 @@
 //! `SecretClient`: the Key Vault secrets data plane over HTTPS, with the SDKs' challenge-based
 //! authentication (`ChallengeAuthPolicy`), paging, retries (in [`super::pipeline`]) and the
 //! delete/recover pollers (in [`super::poll`]).
+//!
+//! Decisions worth knowing:
+//! - The first call goes without token and without body; the 401's challenge is verified
+//!   (vault host = the resource host or a sub-domain of it; loopback vaults exempt) *before* any
+//!   token is requested, then cached for the client's life. Concurrent first calls wait for one
+//!   challenge round trip. Tokens are cached per scope and refreshed 300 s before expiry (at
+//!   half-life for shorter-lived tokens); a 401 to a token re-runs the challenge once.
+//! - Latest version: `GET /secrets/{name}` (no trailing slash, as the C++ SDK) and
+//!   `PATCH /secrets/{name}/` (as the Python SDK). Names are percent-encoded path segments.
+//! - Lists follow `nextLink` only to this vault's scheme/host/port (`:443` = no port), at most
+//!   [`MAX_LIST_PAGES`] pages, never the same link twice.
+//! - Errors map by status and innermost code (see [`error_from_response`]); JSON errors never
+//!   quote the body (it may hold a value); bodies over 1 MiB are refused.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
