@@ -1080,3 +1080,40 @@ async fn hostile_or_long_retry_after_ends_in_throttled_without_waiting() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn client_certificate_sends_a_signed_assertion() {
+    let (server, ca, dir) = start_server().await;
+    let pem = dir.path().join("client.pem");
+    std::fs::write(
+        &pem,
+        include_bytes!("../src/vault/auth/testdata/test-client-cert.pem"),
+    )
+    .expect("write");
+    let env = vec![
+        ("AZURE_TENANT_ID", TENANT.to_owned()),
+        ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", pem.display().to_string()),
+    ];
+    // `env` falls back from the (absent) secret to the certificate; `auto` picks it too
+    for kind in [AuthKind::Env, AuthKind::Auto] {
+        let client = client_for(&server, &ca, kind, &env, |_| {}).expect("client");
+        client.get_secret("plain", None).await.expect("get");
+    }
+    let token_requests: Vec<Seen> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/oauth2/v2.0/token"))
+        .collect();
+    assert_eq!(token_requests.len(), 2);
+    let form: HashMap<String, String> =
+        serde_urlencoded::from_str(&token_requests[0].body).expect("form");
+    assert_eq!(
+        form.get("client_assertion_type").map(String::as_str),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(
+        form.get("client_assertion").map(|a| a.split('.').count()),
+        Some(3)
+    );
+}

@@ -35,7 +35,7 @@ use super::model::{
     DeletedSecretBundle, DeletedSecretItem, KeyVaultErrorBody, ListPage, SecretBundle, SecretItem,
     SecretSetParameters, SecretUpdateParameters, MAX_PAGE_SIZE,
 };
-use super::pipeline::{build_http_client, deadline_after, Pipeline, Request, Response};
+use super::pipeline::{build_http_client_with, deadline_after, Pipeline, Request, Response};
 use super::poll::{deleted_resource_state, poll_until};
 use super::{SecretStore, VaultError};
 
@@ -161,7 +161,7 @@ impl SecretClient {
         let try_timeout =
             (options.request_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
         let pipeline = Pipeline::new(
-            build_http_client(options.ca_file.as_deref())?,
+            build_http_client_with(options.ca_file.as_deref(), is_loopback_host(&host))?,
             options.max_retries,
         )
         .with_try_timeout(try_timeout);

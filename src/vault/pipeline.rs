@@ -112,6 +112,15 @@ impl SendError {
 /// verification is never turned off. Redirects are not followed (Key Vault does not redirect;
 /// following one could carry a token elsewhere).
 pub fn build_http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, VaultError> {
+    build_http_client_with(ca_file, false)
+}
+
+/// [`build_http_client`]; `no_proxy` ignores `HTTPS_PROXY` & co. — for a vault on a loopback
+/// address (a local vault), which a proxy elsewhere could not reach.
+pub fn build_http_client_with(
+    ca_file: Option<&Path>,
+    no_proxy: bool,
+) -> Result<reqwest::Client, VaultError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .user_agent(USER_AGENT)
@@ -120,6 +129,9 @@ pub fn build_http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, Vaul
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_keepalive(Duration::from_secs(60))
         .tls_built_in_root_certs(true);
+    if no_proxy {
+        builder = builder.no_proxy();
+    }
     if let Some(path) = ca_file {
         for cert in load_ca_file(path)? {
             builder = builder.add_root_certificate(cert);

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::challenge::is_loopback_host;
-use super::pipeline::{build_http_client, Pipeline, Request};
+use super::pipeline::{build_http_client_with, Pipeline, Request};
 use super::VaultError;
 use crate::secret_value::SecretValue;
 
@@ -94,7 +94,15 @@ pub fn credential_with_env(
     ca_file: Option<&Path>,
     env: EnvLookup<'_>,
 ) -> Result<Arc<dyn TokenCredential>, VaultError> {
-    let pipeline = Pipeline::new(build_http_client(ca_file)?, TOKEN_MAX_RETRIES);
+    // A local vault serves its own token endpoints on the same loopback address: no proxy.
+    let loopback = url::Url::parse(vault_url)
+        .ok()
+        .and_then(|u| u.host_str().map(is_loopback_host))
+        .unwrap_or(false);
+    let pipeline = Pipeline::new(
+        build_http_client_with(ca_file, loopback)?,
+        TOKEN_MAX_RETRIES,
+    );
     let unavailable = |name: &str, why: String| VaultError::Auth {
         message: format!("{name}: {why}"),
     };
