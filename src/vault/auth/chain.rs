@@ -70,7 +70,9 @@ impl ChainedTokenCredential {
 #[async_trait]
 impl ChainableCredential for ChainedTokenCredential {
     async fn try_get_token(&self, request: &TokenRequest) -> Result<AccessToken, CredentialError> {
-        if let Some(index) = *self.selected.lock().await {
+        // Copied out, so the lock is not held across the token request.
+        let selected = *self.selected.lock().await;
+        if let Some(index) = selected {
             if let Some(source) = self.sources.get(index) {
                 return source.try_get_token(request).await.map_err(|e| {
                     CredentialError::Failed(format!(
