@@ -83,6 +83,15 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// Plain text of the failure, for messages that name the endpoint themselves.
+    pub fn describe(&self) -> String {
+        match self {
+            SendError::Transport(m) | SendError::Untrusted(m) => m.clone(),
+            SendError::Timeout => "timed out".into(),
+            SendError::TooLarge => format!("response body larger than {MAX_RESPONSE_BODY} bytes"),
+        }
+    }
+
     /// The `VaultError` for this failure on `name` (`what` describes the operation).
     pub fn into_vault_error(self, name: &str, what: &str) -> VaultError {
         match self {

@@ -11,7 +11,7 @@ pub mod workload_identity;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::challenge::is_loopback_host;
-use super::pipeline::{build_http_client_with, Pipeline, Request};
+use super::pipeline::{build_http_client_with, deadline_after, Pipeline, Request};
 use super::VaultError;
 use crate::secret_value::SecretValue;
 
@@ -309,12 +309,12 @@ pub(crate) async fn send_token_request(
         request.url.path()
     );
     let response = pipeline
-        .send(request, Instant::now() + TOKEN_REQUEST_TIMEOUT)
+        .send(request, deadline_after(TOKEN_REQUEST_TIMEOUT))
         .await
         .map_err(|e| {
             CredentialError::Failed(format!(
                 "token request to {endpoint} failed: {}",
-                e.into_vault_error(&endpoint, "token request")
+                e.describe()
             ))
         })?;
     if !response.status.is_success() {
