@@ -1040,6 +1040,20 @@ mod tests {
         assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
+    #[tokio::test]
+    async fn names_the_vault_would_misread_are_refused_locally() {
+        let c = client("https://kv.vault.azure.net");
+        for bad in ["", ".", ".."] {
+            let err = c.get_secret(bad, None).await.expect_err("refused");
+            assert!(
+                matches!(err, VaultError::BadRequest { .. }),
+                "{bad:?}: {err:?}"
+            );
+            assert!(c.delete_secret(bad).await.is_err());
+            assert!(c.list_properties_of_secret_versions(bad).await.is_err());
+        }
+    }
+
     #[test]
     fn defaults_are_sensible() {
         let o = ClientOptions::default();
