@@ -771,7 +771,16 @@ async fn update_patches_the_latest_version() {
         .await
         .expect("update");
     assert_eq!(updated.tags, Some(tags));
-    assert_eq!(f.server.count("PATCH", "/secrets/plain/"), 2);
+    let patches: Vec<Seen> = f
+        .server
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.path == "/secrets/plain/")
+        .collect();
+    assert_eq!(patches.len(), 2);
+    // the unauthenticated first PATCH: explicit empty body
+    assert!(!patches[0].authed && patches[0].content_length.as_deref() == Some("0"));
+    assert!(patches[1].authed && patches[1].body.contains("\"foo\":\"bar\""));
 }
 
 #[tokio::test]
