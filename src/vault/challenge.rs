@@ -13,7 +13,7 @@ use super::VaultError;
 pub struct HttpChallenge {
     /// `scheme://host[:port]` of the `authorization` URI, e.g. `https://login.windows.net`.
     pub authority_host: Option<String>,
-    /// Last path segment of the `authorization` URI (the tenant id), if any.
+    /// First path segment of the `authorization` URI (the tenant id), if any.
     pub tenant_id: Option<String>,
     /// The scope to ask a token for: `scope=` as given, else `resource=` + `/.default`.
     pub scope: String,
@@ -63,9 +63,10 @@ impl HttpChallenge {
                         "the challenge's authorization '{uri}' is not a URL: {e}"
                     ))
                 })?;
+                // `https://login.windows.net/TENANT[/oauth2/authorize]`: the first segment.
                 let tenant = url
                     .path_segments()
-                    .and_then(|mut s| s.rfind(|s| !s.is_empty()).map(str::to_owned));
+                    .and_then(|mut s| s.find(|s| !s.is_empty()).map(str::to_owned));
                 (Some(origin(&url)), tenant)
             }
             None => (None, None),
@@ -228,6 +229,11 @@ mod tests {
         assert_eq!(c.scope, "https://vault.azure.cn/.default");
         assert_eq!(c.resource, "https://vault.azure.cn");
         assert_eq!(c.tenant_id.as_deref(), Some("tid"));
+        let c = HttpChallenge::parse(
+            "Bearer authorization_uri=\"https://login.windows.net/tid2/oauth2/authorize\", resource=\"https://vault.azure.net\"",
+        )
+        .expect("parse");
+        assert_eq!(c.tenant_id.as_deref(), Some("tid2"));
         assert_eq!(
             c.authority_host.as_deref(),
             Some("https://login.microsoftonline.com")
