@@ -229,11 +229,11 @@ mod tests {
         assert_eq!(c.scope, "https://vault.azure.cn/.default");
         assert_eq!(c.resource, "https://vault.azure.cn");
         assert_eq!(c.tenant_id.as_deref(), Some("tid"));
-        let c = HttpChallenge::parse(
+        let old_form = HttpChallenge::parse(
             "Bearer authorization_uri=\"https://login.windows.net/tid2/oauth2/authorize\", resource=\"https://vault.azure.net\"",
         )
         .expect("parse");
-        assert_eq!(c.tenant_id.as_deref(), Some("tid2"));
+        assert_eq!(old_form.tenant_id.as_deref(), Some("tid2"));
         assert_eq!(
             c.authority_host.as_deref(),
             Some("https://login.microsoftonline.com")
