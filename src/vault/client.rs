@@ -157,6 +157,12 @@ impl SecretClient {
         if options.api_version.trim().is_empty() {
             return Err(invalid_url(given, "the api-version is empty"));
         }
+        if options.request_timeout.is_zero() {
+            return Err(invalid_url(
+                given,
+                "the request timeout must be more than 0",
+            ));
+        }
         // A third of the deadline per attempt (1–10 s): a hung attempt is retried in time.
         let try_timeout =
             (options.request_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
@@ -761,6 +767,15 @@ mod tests {
         );
         let url = c.url(&["secrets", "n", ""]).expect("url");
         assert_eq!(url.path(), "/secrets/n/");
+        assert!(SecretClient::new(
+            ClientOptions {
+                vault_url: "https://kv.vault.azure.net".into(),
+                request_timeout: Duration::ZERO,
+                ..ClientOptions::default()
+            },
+            Arc::new(NoCredential)
+        )
+        .is_err());
         for bad in ["http://kv.vault.azure.net", "kv", "https://kv/?x=1", ""] {
             assert!(
                 SecretClient::new(
