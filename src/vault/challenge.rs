@@ -285,6 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn hostile_headers_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = "Bearer authorization_uri=scope resource\"\\,/:.=é\u{0} "
+            .chars()
+            .collect();
+        for _ in 0..5000 {
+            let len = rng.gen_range(0..80);
+            let header: String = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            if let Ok(c) = HttpChallenge::parse(&header) {
+                let _ = c.verify_resource("kv.vault.azure.net");
+            }
+        }
+        for header in [
+            "Bearer",
+            "Bearer ",
+            "Bearer =",
+            "Bearer ,,,",
+            "Bearer a=\"",
+            "Bearer resource=\"\\",
+        ] {
+            let _ = HttpChallenge::parse(header);
+        }
+    }
+
+    #[test]
     fn origin_drops_default_ports_only() {
         let u = Url::parse("https://h.vault.azure.net:443/secrets").expect("url");
         assert_eq!(origin(&u), "https://h.vault.azure.net");

@@ -926,6 +926,26 @@ mod tests {
     }
 
     #[test]
+    fn any_status_and_body_maps_without_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for status in 100u16..600 {
+            let Ok(status) = StatusCode::from_u16(status) else {
+                continue;
+            };
+            let len = rng.gen_range(0..64);
+            let body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let _ = error_from_response(status, &body, "n");
+            let _ = error_from_response(
+                status,
+                br#"{"error":{"innererror":{"innererror":{}}}}"#,
+                "n",
+            );
+            let _ = parse_json::<SecretBundle>(&body, "n");
+        }
+    }
+
+    #[test]
     fn recorded_error_bodies_map() {
         let rec = recorded("KeyVaultSecretClientTest.FirstCreateTest.json");
         let records = rec["networkCallRecords"].as_array().expect("records");
