@@ -1,5 +1,20 @@
 //! Credentials: where the vault client's bearer tokens come from. One file per credential (names
 //! as in the Azure Identity SDKs), the `auto` chain, and the cloud table.
+//!
+//! | `--auth` | credential | environment |
+//! | --- | --- | --- |
+//! | `env` | `ClientSecretCredential` | `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` + `AZURE_CLIENT_SECRET`, else (as a group) `AKVFS_TENANT_ID` + `AKVFS_CLIENT_ID` + `AKVFS_CLIENT_SECRET` |
+//! | `env` | `ClientCertificateCredential` | `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` + `AZURE_CLIENT_CERTIFICATE_PATH` (PEM, RSA key); `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` |
+//! | `workload-identity` | `WorkloadIdentityCredential` | `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` + `AZURE_FEDERATED_TOKEN_FILE` |
+//! | `managed-identity` | `ManagedIdentityCredential` | `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` (App Service), else IMDS (`AZURE_POD_IDENTITY_AUTHORITY_HOST` overrides its address); `AZURE_CLIENT_ID` picks a user-assigned identity |
+//! | `azure-cli` | `AzureCliCredential` | `az` on `PATH`, signed in |
+//! | `auto` | `ChainedTokenCredential` | the rows above in that order; `AZURE_TOKEN_CREDENTIALS` = `prod`, `dev` or a credential name narrows it |
+//!
+//! Authority (token endpoint host): `AZURE_AUTHORITY_HOST`, else `AKVFS_AUTHORITY_HOST`, else the
+//! vault's cloud (`vault.azure.net`, `vault.azure.cn`, `vault.usgovcloudapi.net`), else — for a
+//! loopback vault only — the challenge's; other vaults default to the public cloud, so that no
+//! vault can name the server a client secret is sent to. The tenant is the challenge's
+//! (fallback: the configured one), except for workload identity (bound to its tenant).
 
 pub mod azure_cli;
 pub mod chain;
