@@ -283,6 +283,34 @@ async fn route(
                     r
                 }
                 "throttled-bare" if n == 1 => service_error(429, "Throttled", None, "slow down"),
+                "throttled-ms" if n == 1 => {
+                    let mut r = service_error(429, "Throttled", None, "slow down");
+                    r.headers_mut()
+                        .insert("x-ms-retry-after-ms", "300".parse().expect("h"));
+                    r
+                }
+                "unavailable-until" if n == 1 => {
+                    let mut r = service_error(503, "ServiceUnavailable", None, "busy");
+                    let at = httpdate::fmt_http_date(
+                        std::time::SystemTime::now() + Duration::from_secs(2),
+                    );
+                    r.headers_mut()
+                        .insert("retry-after", at.parse().expect("h"));
+                    r
+                }
+                "throttled-ms" | "unavailable-until" => json(200, bundle(s, name, Some("v"))),
+                "throttled-forever" => {
+                    let mut r = service_error(429, "Throttled", None, "slow down");
+                    r.headers_mut()
+                        .insert("retry-after", "1e300".parse().expect("h"));
+                    r
+                }
+                "throttled-long" => {
+                    let mut r = service_error(429, "Throttled", None, "slow down");
+                    r.headers_mut()
+                        .insert("retry-after", "3600".parse().expect("h"));
+                    r
+                }
                 "flaky" if n == 1 => service_error(503, "ServiceUnavailable", None, "busy"),
                 "down" => service_error(503, "ServiceUnavailable", None, "busy"),
                 "big" => json(200, serde_json::json!({"value": "x".repeat(2 << 20)})),
@@ -530,7 +558,7 @@ async fn the_unauthenticated_first_put_carries_no_body() {
 async fn concurrent_first_calls_share_one_challenge_and_one_token() {
     let f = Arc::new(fixture(|_| {}).await);
     let mut tasks = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..64 {
         let f = f.clone();
         tasks.push(tokio::spawn(async move {
             f.client.get_secret("plain", None).await.map(|_| ())
@@ -547,7 +575,7 @@ async fn concurrent_first_calls_share_one_challenge_and_one_token() {
         .count();
     assert_eq!(unauthenticated, 1);
     assert_eq!(f.server.token_requests(), 1);
-    assert_eq!(f.server.count("GET", "/secrets/plain"), 17);
+    assert_eq!(f.server.count("GET", "/secrets/plain"), 65);
 }
 
 #[tokio::test]
@@ -759,7 +787,16 @@ async fn update_patches_the_latest_version() {
         .await
         .expect("update");
     assert_eq!(updated.tags, Some(tags));
-    assert_eq!(f.server.count("PATCH", "/secrets/plain/"), 2);
+    let patches: Vec<Seen> = f
+        .server
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.path == "/secrets/plain/")
+        .collect();
+    assert_eq!(patches.len(), 2);
+    // the unauthenticated first PATCH: explicit empty body
+    assert!(!patches[0].authed && patches[0].content_length.as_deref() == Some("0"));
+    assert!(patches[1].authed && patches[1].body.contains("\"foo\":\"bar\""));
 }
 
 #[tokio::test]
@@ -1040,4 +1077,133 @@ async fn check_connection_is_one_small_list_call() {
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn hostile_or_long_retry_after_ends_in_throttled_without_waiting() {
+    let f = fixture(|o| o.max_retries = 2).await;
+    f.client.get_secret("plain", None).await.expect("warm up");
+    let started = Instant::now();
+    let err = f
+        .client
+        .get_secret("throttled-long", None)
+        .await
+        .expect_err("long");
+    assert!(matches!(err, VaultError::Throttled { .. }), "{err:?}");
+    assert_eq!(f.server.count("GET", "/secrets/throttled-long"), 1);
+    let err = f
+        .client
+        .get_secret("throttled-forever", None)
+        .await
+        .expect_err("hostile");
+    assert!(matches!(err, VaultError::Throttled { .. }), "{err:?}");
+    // an unparseable Retry-After falls back to backoff: retried, then throttled
+    assert_eq!(f.server.count("GET", "/secrets/throttled-forever"), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn client_certificate_sends_a_signed_assertion() {
+    let (server, ca, dir) = start_server().await;
+    let pem = dir.path().join("client.pem");
+    std::fs::write(
+        &pem,
+        include_bytes!("../src/vault/auth/testdata/test-client-cert.pem"),
+    )
+    .expect("write");
+    let env = vec![
+        ("AZURE_TENANT_ID", TENANT.to_owned()),
+        ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", pem.display().to_string()),
+    ];
+    // `env` falls back from the (absent) secret to the certificate; `auto` picks it too
+    for kind in [AuthKind::Env, AuthKind::Auto] {
+        let client = client_for(&server, &ca, kind, &env, |_| {}).expect("client");
+        client.get_secret("plain", None).await.expect("get");
+    }
+    let token_requests: Vec<Seen> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/oauth2/v2.0/token"))
+        .collect();
+    assert_eq!(token_requests.len(), 2);
+    let form: HashMap<String, String> =
+        serde_urlencoded::from_str(&token_requests[0].body).expect("form");
+    assert_eq!(
+        form.get("client_assertion_type").map(String::as_str),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(
+        form.get("client_assertion").map(|a| a.split('.').count()),
+        Some(3)
+    );
+}
+
+#[tokio::test]
+async fn retry_after_in_milliseconds_and_as_a_date_are_honoured() {
+    let f = fixture(|_| {}).await;
+    f.client.get_secret("plain", None).await.expect("warm up");
+    let started = Instant::now();
+    f.client.get_secret("throttled-ms", None).await.expect("ms");
+    let ms = started.elapsed();
+    assert!(
+        ms >= Duration::from_millis(290) && ms < Duration::from_millis(1500),
+        "{ms:?}"
+    );
+    let started = Instant::now();
+    f.client
+        .get_secret("unavailable-until", None)
+        .await
+        .expect("date");
+    // an HTTP date has second precision: between 1 and 2 s from now
+    let date = started.elapsed();
+    assert!(date >= Duration::from_millis(900), "{date:?}");
+    assert_eq!(f.server.count("GET", "/secrets/unavailable-until"), 2);
+}
+
+#[tokio::test]
+async fn a_configured_credential_that_fails_stops_the_chain() {
+    let (server, ca, _dir) = start_server().await;
+    let env = vec![
+        (
+            "IDENTITY_ENDPOINT",
+            format!("{}/msi/token", server.origin()),
+        ),
+        ("IDENTITY_HEADER", "wrong-header".to_owned()),
+        (
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "http://127.0.0.1:9".to_owned(),
+        ),
+    ];
+    let client = client_for(&server, &ca, AuthKind::Auto, &env, |_| {}).expect("client");
+    let err = client.get_secret("plain", None).await.expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("ManagedIdentityCredential failed"), "{text}");
+    assert!(
+        !text.contains("AzureCliCredential"),
+        "the chain went on: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_federated_token_file_is_a_clear_error() {
+    let (server, ca, dir) = start_server().await;
+    let env = vec![
+        ("AZURE_TENANT_ID", TENANT.to_owned()),
+        ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            dir.path().join("absent").display().to_string(),
+        ),
+    ];
+    let client =
+        client_for(&server, &ca, AuthKind::WorkloadIdentity, &env, |_| {}).expect("client");
+    let err = client.get_secret("plain", None).await.expect_err("no file");
+    assert!(matches!(err, VaultError::Auth { .. }), "{err:?}");
+    assert!(err.to_string().contains("federated token file"), "{err}");
+    assert_eq!(server.token_requests(), 0);
 }

@@ -13,7 +13,7 @@ use super::VaultError;
 pub struct HttpChallenge {
     /// `scheme://host[:port]` of the `authorization` URI, e.g. `https://login.windows.net`.
     pub authority_host: Option<String>,
-    /// Last path segment of the `authorization` URI (the tenant id), if any.
+    /// First path segment of the `authorization` URI (the tenant id), if any.
     pub tenant_id: Option<String>,
     /// The scope to ask a token for: `scope=` as given, else `resource=` + `/.default`.
     pub scope: String,
@@ -63,9 +63,10 @@ impl HttpChallenge {
                         "the challenge's authorization '{uri}' is not a URL: {e}"
                     ))
                 })?;
+                // `https://login.windows.net/TENANT[/oauth2/authorize]`: the first segment.
                 let tenant = url
                     .path_segments()
-                    .and_then(|mut s| s.rfind(|s| !s.is_empty()).map(str::to_owned));
+                    .and_then(|mut s| s.find(|s| !s.is_empty()).map(str::to_owned));
                 (Some(origin(&url)), tenant)
             }
             None => (None, None),
@@ -228,6 +229,11 @@ mod tests {
         assert_eq!(c.scope, "https://vault.azure.cn/.default");
         assert_eq!(c.resource, "https://vault.azure.cn");
         assert_eq!(c.tenant_id.as_deref(), Some("tid"));
+        let old_form = HttpChallenge::parse(
+            "Bearer authorization_uri=\"https://login.windows.net/tid2/oauth2/authorize\", resource=\"https://vault.azure.net\"",
+        )
+        .expect("parse");
+        assert_eq!(old_form.tenant_id.as_deref(), Some("tid2"));
         assert_eq!(
             c.authority_host.as_deref(),
             Some("https://login.microsoftonline.com")
@@ -276,6 +282,34 @@ mod tests {
         }
         assert!(!is_loopback_host("10.0.0.1"));
         assert!(!is_loopback_host("localhost.example.com"));
+    }
+
+    #[test]
+    fn hostile_headers_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = "Bearer authorization_uri=scope resource\"\\,/:.=é\u{0} "
+            .chars()
+            .collect();
+        for _ in 0..5000 {
+            let len = rng.gen_range(0..80);
+            let header: String = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            if let Ok(c) = HttpChallenge::parse(&header) {
+                let _ = c.verify_resource("kv.vault.azure.net");
+            }
+        }
+        for header in [
+            "Bearer",
+            "Bearer ",
+            "Bearer =",
+            "Bearer ,,,",
+            "Bearer a=\"",
+            "Bearer resource=\"\\",
+        ] {
+            let _ = HttpChallenge::parse(header);
+        }
     }
 
     #[test]

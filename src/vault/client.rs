@@ -1,6 +1,19 @@
 //! `SecretClient`: the Key Vault secrets data plane over HTTPS, with the SDKs' challenge-based
 //! authentication (`ChallengeAuthPolicy`), paging, retries (in [`super::pipeline`]) and the
 //! delete/recover pollers (in [`super::poll`]).
+//!
+//! Decisions worth knowing:
+//! - The first call goes without token and without body; the 401's challenge is verified
+//!   (vault host = the resource host or a sub-domain of it; loopback vaults exempt) *before* any
+//!   token is requested, then cached for the client's life. Concurrent first calls wait for one
+//!   challenge round trip. Tokens are cached per scope and refreshed 300 s before expiry (at
+//!   half-life for shorter-lived tokens); a 401 to a token re-runs the challenge once.
+//! - Latest version: `GET /secrets/{name}` (no trailing slash, as the C++ SDK) and
+//!   `PATCH /secrets/{name}/` (as the Python SDK). Names are percent-encoded path segments.
+//! - Lists follow `nextLink` only to this vault's scheme/host/port (`:443` = no port), at most
+//!   [`MAX_LIST_PAGES`] pages, never the same link twice.
+//! - Errors map by status and innermost code (see [`error_from_response`]); JSON errors never
+//!   quote the body (it may hold a value); bodies over 1 MiB are refused.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,7 +35,7 @@ use super::model::{
     DeletedSecretBundle, DeletedSecretItem, KeyVaultErrorBody, ListPage, SecretBundle, SecretItem,
     SecretSetParameters, SecretUpdateParameters, MAX_PAGE_SIZE,
 };
-use super::pipeline::{build_http_client, Pipeline, Request, Response};
+use super::pipeline::{build_http_client_with, deadline_after, Pipeline, Request, Response};
 use super::poll::{deleted_resource_state, poll_until};
 use super::{SecretStore, VaultError};
 
@@ -144,11 +157,17 @@ impl SecretClient {
         if options.api_version.trim().is_empty() {
             return Err(invalid_url(given, "the api-version is empty"));
         }
+        if options.request_timeout.is_zero() {
+            return Err(invalid_url(
+                given,
+                "the request timeout must be more than 0",
+            ));
+        }
         // A third of the deadline per attempt (1–10 s): a hung attempt is retried in time.
         let try_timeout =
             (options.request_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
         let pipeline = Pipeline::new(
-            build_http_client(options.ca_file.as_deref())?,
+            build_http_client_with(options.ca_file.as_deref(), is_loopback_host(&host))?,
             options.max_retries,
         )
         .with_try_timeout(try_timeout);
@@ -234,7 +253,7 @@ impl SecretClient {
         body: Option<Bytes>,
         name: &str,
     ) -> Result<Response, VaultError> {
-        let deadline = Instant::now() + self.options.request_timeout;
+        let deadline = deadline_after(self.options.request_timeout);
         let what = format!("{method} {}", url.path());
         let mut request = Request::new(method.clone(), url);
         if body.is_some() {
@@ -390,7 +409,10 @@ impl SecretClient {
                 let lifetime = token.expires_on.duration_since(now).unwrap_or_default();
                 // Short-lived tokens (a local vault's test TTL) refresh at half-life instead.
                 let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
-                let refresh_at = token.expires_on - margin;
+                let refresh_at = token
+                    .expires_on
+                    .checked_sub(margin)
+                    .unwrap_or(token.expires_on);
                 tracing::debug!(
                     credential = self.credential.name(),
                     ?lifetime,
@@ -745,6 +767,15 @@ mod tests {
         );
         let url = c.url(&["secrets", "n", ""]).expect("url");
         assert_eq!(url.path(), "/secrets/n/");
+        assert!(SecretClient::new(
+            ClientOptions {
+                vault_url: "https://kv.vault.azure.net".into(),
+                request_timeout: Duration::ZERO,
+                ..ClientOptions::default()
+            },
+            Arc::new(NoCredential)
+        )
+        .is_err());
         for bad in ["http://kv.vault.azure.net", "kv", "https://kv/?x=1", ""] {
             assert!(
                 SecretClient::new(
@@ -895,6 +926,26 @@ mod tests {
     }
 
     #[test]
+    fn any_status_and_body_maps_without_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for status in 100u16..600 {
+            let Ok(status) = StatusCode::from_u16(status) else {
+                continue;
+            };
+            let len = rng.gen_range(0..64);
+            let body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let _ = error_from_response(status, &body, "n");
+            let _ = error_from_response(
+                status,
+                br#"{"error":{"innererror":{"innererror":{}}}}"#,
+                "n",
+            );
+            let _ = parse_json::<SecretBundle>(&body, "n");
+        }
+    }
+
+    #[test]
     fn recorded_error_bodies_map() {
         let rec = recorded("KeyVaultSecretClientTest.FirstCreateTest.json");
         let records = rec["networkCallRecords"].as_array().expect("records");
@@ -1022,6 +1073,20 @@ mod tests {
             .await
             .expect("token");
         assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn names_the_vault_would_misread_are_refused_locally() {
+        let c = client("https://kv.vault.azure.net");
+        for bad in ["", ".", ".."] {
+            let err = c.get_secret(bad, None).await.expect_err("refused");
+            assert!(
+                matches!(err, VaultError::BadRequest { .. }),
+                "{bad:?}: {err:?}"
+            );
+            assert!(c.delete_secret(bad).await.is_err());
+            assert!(c.list_properties_of_secret_versions(bad).await.is_err());
+        }
     }
 
     #[test]

@@ -83,6 +83,15 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// Plain text of the failure, for messages that name the endpoint themselves.
+    pub fn describe(&self) -> String {
+        match self {
+            SendError::Transport(m) | SendError::Untrusted(m) => m.clone(),
+            SendError::Timeout => "timed out".into(),
+            SendError::TooLarge => format!("response body larger than {MAX_RESPONSE_BODY} bytes"),
+        }
+    }
+
     /// The `VaultError` for this failure on `name` (`what` describes the operation).
     pub fn into_vault_error(self, name: &str, what: &str) -> VaultError {
         match self {
@@ -112,6 +121,15 @@ impl SendError {
 /// verification is never turned off. Redirects are not followed (Key Vault does not redirect;
 /// following one could carry a token elsewhere).
 pub fn build_http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, VaultError> {
+    build_http_client_with(ca_file, false)
+}
+
+/// [`build_http_client`]; `no_proxy` ignores `HTTPS_PROXY` & co. — for a vault on a loopback
+/// address (a local vault), which a proxy elsewhere could not reach.
+pub fn build_http_client_with(
+    ca_file: Option<&Path>,
+    no_proxy: bool,
+) -> Result<reqwest::Client, VaultError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .user_agent(USER_AGENT)
@@ -120,6 +138,9 @@ pub fn build_http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, Vaul
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_keepalive(Duration::from_secs(60))
         .tls_built_in_root_certs(true);
+    if no_proxy {
+        builder = builder.no_proxy();
+    }
     if let Some(path) = ca_file {
         for cert in load_ca_file(path)? {
             builder = builder.add_root_certificate(cert);
@@ -222,7 +243,10 @@ impl Pipeline {
                 return outcome;
             }
             // Retrying past the deadline is pointless: give the last answer now.
-            if Instant::now() + delay >= deadline {
+            if Instant::now()
+                .checked_add(delay)
+                .is_none_or(|at| at >= deadline)
+            {
                 tracing::debug!(
                     request_id,
                     ?delay,
@@ -314,6 +338,15 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
     text
 }
 
+/// `now + d`, saturating far in the future instead of overflowing (a user may pass a huge
+/// timeout).
+pub fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
@@ -324,13 +357,16 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
         if let Some(ms) = header_str(headers, name).and_then(|v| v.trim().parse::<f64>().ok()) {
             if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms / 1000.0));
+                // try_: a hostile value must not panic (from_secs_f64 does on overflow)
+                if let Ok(d) = Duration::try_from_secs_f64(ms / 1000.0) {
+                    return Some(d);
+                }
             }
         }
     }
     let value = header_str(headers, "retry-after")?.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return Duration::try_from_secs_f64(seconds).ok();
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -393,6 +429,17 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        // hostile values: no panic
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "1e300")]), now),
+            None
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "NaN")]), now), None);
+        assert_eq!(
+            retry_after(&headers(&[("x-ms-retry-after-ms", "1e300")]), now),
+            None
+        );
+        assert!(deadline_after(Duration::MAX) > Instant::now());
         assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }

@@ -16,10 +16,11 @@ pub enum PollState {
 
 /// First delay: short, because `rm` waits for the deletion and a local vault finishes fast.
 pub const POLL_INITIAL_DELAY: Duration = Duration::from_millis(50);
-/// Longest delay between polls (the real service takes seconds to tens of seconds).
-pub const POLL_MAX_DELAY: Duration = Duration::from_secs(1);
+/// Longest delay between polls. The real service takes seconds to tens of seconds; a waiting
+/// `rm` finishes at most this late, at two requests a second.
+pub const POLL_MAX_DELAY: Duration = Duration::from_millis(500);
 
-/// The delay before poll number `n` (0-based): 50 ms doubling up to 1 s.
+/// The delay before poll number `n` (0-based): 50 ms doubling up to 500 ms.
 pub fn poll_delay(n: u32) -> Duration {
     POLL_INITIAL_DELAY
         .saturating_mul(1u32 << n.min(16))
@@ -57,7 +58,7 @@ where
     Fut: Future<Output = Result<PollState, VaultError>>,
 {
     let started = Instant::now();
-    let deadline = started + timeout;
+    let deadline = super::pipeline::deadline_after(timeout);
     let timed_out = || VaultError::Timeout {
         what: format!(
             "{what} did not complete within {}",
@@ -94,9 +95,9 @@ mod tests {
     fn delays_start_fast_and_are_capped() {
         assert_eq!(poll_delay(0), Duration::from_millis(50));
         assert_eq!(poll_delay(1), Duration::from_millis(100));
-        assert_eq!(poll_delay(4), Duration::from_millis(800));
-        assert_eq!(poll_delay(5), Duration::from_secs(1));
-        assert_eq!(poll_delay(100), Duration::from_secs(1));
+        assert_eq!(poll_delay(3), Duration::from_millis(400));
+        assert_eq!(poll_delay(4), Duration::from_millis(500));
+        assert_eq!(poll_delay(100), Duration::from_millis(500));
     }
 
     #[test]

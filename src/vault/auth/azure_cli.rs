@@ -145,7 +145,7 @@ pub(crate) fn parse_cli_output(stdout: &[u8], now: SystemTime) -> Result<AccessT
     // Older CLIs give only a local-time `expiresOn`; rather than guess the zone, assume a short
     // life (CLI tokens live ≥ 1 h) and ask again after it.
     let expires_on = epoch
-        .map(|e| SystemTime::UNIX_EPOCH + Duration::from_secs(e))
+        .and_then(|e| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(e)))
         .unwrap_or(now + Duration::from_secs(900));
     Ok(AccessToken { token, expires_on })
 }

@@ -33,6 +33,11 @@ impl ChainedTokenCredential {
 
     /// SPEC §4 order: environment client secret, environment client certificate, workload
     /// identity, managed identity (App Service, else IMDS), Azure CLI.
+    ///
+    /// `AZURE_TOKEN_CREDENTIALS` narrows it as in the Azure Identity SDKs: `prod` (all but the
+    /// CLI), `dev` (the CLI only), or one credential's name (`EnvironmentCredential`,
+    /// `WorkloadIdentityCredential`, `ManagedIdentityCredential`, `AzureCliCredential`). E.g.
+    /// `dev` on a developer machine or in CI skips the IMDS probe.
     pub fn default_chain(
         vault_url: &str,
         pipeline: Pipeline,
@@ -40,20 +45,69 @@ impl ChainedTokenCredential {
     ) -> ChainedTokenCredential {
         let mut sources: Vec<Box<dyn ChainableCredential>> = Vec::new();
         let mut skipped = Vec::new();
-        match ClientSecretCredential::from_env(vault_url, pipeline.clone(), env) {
-            Ok(c) => sources.push(Box::new(c)),
-            Err(why) => skipped.push(format!("EnvironmentCredential: {why}")),
+        let selection = env("AZURE_TOKEN_CREDENTIALS")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty());
+        let known = [
+            "prod",
+            "dev",
+            "environmentcredential",
+            "workloadidentitycredential",
+            "managedidentitycredential",
+            "azureclicredential",
+        ];
+        let selection = match selection {
+            Some(s) if known.contains(&s.as_str()) => Some(s),
+            Some(s) => {
+                skipped.push(format!(
+                    "AZURE_TOKEN_CREDENTIALS={s} is not prod, dev or a credential name; ignored"
+                ));
+                None
+            }
+            None => None,
+        };
+        let wanted = |name: &str, prod: bool| match selection.as_deref() {
+            None => true,
+            Some("prod") => prod,
+            Some("dev") => !prod,
+            Some(one) => one == name,
+        };
+        let excluded = |name: &str| {
+            format!(
+                "{name}: excluded by AZURE_TOKEN_CREDENTIALS={}",
+                selection.as_deref().unwrap_or_default()
+            )
+        };
+        if wanted("environmentcredential", true) {
+            match ClientSecretCredential::from_env(vault_url, pipeline.clone(), env) {
+                Ok(c) => sources.push(Box::new(c)),
+                Err(why) => skipped.push(format!("EnvironmentCredential: {why}")),
+            }
+            match ClientCertificateCredential::from_env(vault_url, pipeline.clone(), env) {
+                Ok(c) => sources.push(Box::new(c)),
+                Err(why) => skipped.push(format!("ClientCertificateCredential: {why}")),
+            }
+        } else {
+            skipped.push(excluded("EnvironmentCredential"));
         }
-        match ClientCertificateCredential::from_env(vault_url, pipeline.clone(), env) {
-            Ok(c) => sources.push(Box::new(c)),
-            Err(why) => skipped.push(format!("ClientCertificateCredential: {why}")),
+        if wanted("workloadidentitycredential", true) {
+            match WorkloadIdentityCredential::from_env(vault_url, pipeline.clone(), env) {
+                Ok(c) => sources.push(Box::new(c)),
+                Err(why) => skipped.push(format!("WorkloadIdentityCredential: {why}")),
+            }
+        } else {
+            skipped.push(excluded("WorkloadIdentityCredential"));
         }
-        match WorkloadIdentityCredential::from_env(vault_url, pipeline.clone(), env) {
-            Ok(c) => sources.push(Box::new(c)),
-            Err(why) => skipped.push(format!("WorkloadIdentityCredential: {why}")),
+        if wanted("managedidentitycredential", true) {
+            sources.push(Box::new(ManagedIdentityCredential::from_env(pipeline, env)));
+        } else {
+            skipped.push(excluded("ManagedIdentityCredential"));
         }
-        sources.push(Box::new(ManagedIdentityCredential::from_env(pipeline, env)));
-        sources.push(Box::new(AzureCliCredential::new()));
+        if wanted("azureclicredential", false) {
+            sources.push(Box::new(AzureCliCredential::new()));
+        } else {
+            skipped.push(excluded("AzureCliCredential"));
+        }
         ChainedTokenCredential {
             sources,
             skipped,
@@ -70,7 +124,9 @@ impl ChainedTokenCredential {
 #[async_trait]
 impl ChainableCredential for ChainedTokenCredential {
     async fn try_get_token(&self, request: &TokenRequest) -> Result<AccessToken, CredentialError> {
-        if let Some(index) = *self.selected.lock().await {
+        // Copied out, so the lock is not held across the token request.
+        let selected = *self.selected.lock().await;
+        if let Some(index) = selected {
             if let Some(source) = self.sources.get(index) {
                 return source.try_get_token(request).await.map_err(|e| {
                     CredentialError::Failed(format!(
@@ -209,6 +265,36 @@ mod tests {
             .await
             .expect_err("none");
         assert!(err.message().contains("A: no env") && err.message().contains("B: no cli"));
+    }
+
+    #[test]
+    fn azure_token_credentials_narrows_the_chain() {
+        let chain_for = |value: &'static str| {
+            let env = move |name: &str| match name {
+                "AZURE_TOKEN_CREDENTIALS" => Some(value.to_owned()),
+                "AKVFS_TENANT_ID" | "AKVFS_CLIENT_ID" | "AKVFS_CLIENT_SECRET" => {
+                    Some("x".to_owned())
+                }
+                _ => None,
+            };
+            let pipeline = Pipeline::new(
+                crate::vault::pipeline::build_http_client(None).expect("client"),
+                0,
+            );
+            ChainedTokenCredential::default_chain("https://127.0.0.1:1", pipeline, &env)
+        };
+        assert_eq!(chain_for("dev").source_names(), vec!["AzureCliCredential"]);
+        assert_eq!(
+            chain_for("prod").source_names(),
+            vec!["ClientSecretCredential", "ManagedIdentityCredential"]
+        );
+        assert_eq!(
+            chain_for("ManagedIdentityCredential").source_names(),
+            vec!["ManagedIdentityCredential"]
+        );
+        let all = chain_for("bogus");
+        assert_eq!(all.source_names().len(), 3);
+        assert!(all.skipped.iter().any(|s| s.contains("bogus")));
     }
 
     #[test]

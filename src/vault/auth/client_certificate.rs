@@ -6,14 +6,14 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 
 use super::workload_identity::JWT_BEARER;
 use super::{
-    configured_authority_host, request_token, token_credential_via_chainable, AccessToken,
-    ChainableCredential, CredentialError, EnvLookup, TokenRequest,
+    authority_for, configured_authority_host, request_token, token_credential_via_chainable,
+    AccessToken, ChainableCredential, CredentialError, EnvLookup, TokenRequest,
 };
 use crate::vault::pipeline::Pipeline;
 
@@ -23,6 +23,10 @@ pub struct ClientCertificateCredential {
     key: RsaKeyPair,
     /// base64url SHA-1 of the certificate's DER.
     x5t: String,
+    /// Every certificate of the PEM (DER), leaf first: sent as `x5c` when asked, for subject
+    /// name/issuer authentication.
+    chain: Vec<Vec<u8>>,
+    send_chain: bool,
     authority_host: Option<String>,
     pipeline: Pipeline,
 }
@@ -58,14 +62,17 @@ impl ClientCertificateCredential {
         let pem = zeroize::Zeroizing::new(
             std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?,
         );
-        Self::from_pem(
+        let send_chain = get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        Ok(Self::from_pem(
             tenant_id,
             client_id,
             &pem,
             Path::new(&path),
             configured_authority_host(vault_url, env),
             pipeline,
-        )
+        )?
+        .with_certificate_chain(send_chain))
     }
 
     /// From PEM text holding the certificate and its RSA private key (PKCS#8 or PKCS#1).
@@ -78,13 +85,11 @@ impl ClientCertificateCredential {
         pipeline: Pipeline,
     ) -> Result<ClientCertificateCredential, String> {
         let where_ = path_for_errors.display();
-        let mut cert_der = None;
+        let mut chain = Vec::new();
         let mut key = None;
         for item in rustls_pemfile::read_all(&mut &pem[..]) {
             match item.map_err(|e| format!("{where_} is not PEM: {e}"))? {
-                rustls_pemfile::Item::X509Certificate(der) if cert_der.is_none() => {
-                    cert_der = Some(der.to_vec())
-                }
+                rustls_pemfile::Item::X509Certificate(der) => chain.push(der.to_vec()),
                 rustls_pemfile::Item::Pkcs8Key(der) if key.is_none() => {
                     key = Some(
                         RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
@@ -100,17 +105,28 @@ impl ClientCertificateCredential {
                 _ => {}
             }
         }
-        let cert_der = cert_der.ok_or_else(|| format!("{where_} holds no certificate"))?;
+        let cert_der = chain
+            .first()
+            .ok_or_else(|| format!("{where_} holds no certificate"))?;
         let key = key.ok_or_else(|| format!("{where_} holds no RSA private key"))?;
-        let thumbprint = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert_der);
+        let thumbprint = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der);
         Ok(ClientCertificateCredential {
             tenant_id,
             client_id,
             key,
             x5t: URL_SAFE_NO_PAD.encode(thumbprint.as_ref()),
+            chain,
+            send_chain: false,
             authority_host,
             pipeline,
         })
+    }
+
+    /// Sends the certificate chain (`x5c`) in the assertion, as
+    /// `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=true` asks (subject name/issuer authentication).
+    pub fn with_certificate_chain(mut self, send: bool) -> ClientCertificateCredential {
+        self.send_chain = send;
+        self
     }
 
     /// The signed client assertion for the token endpoint `audience`.
@@ -119,7 +135,11 @@ impl ClientCertificateCredential {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": self.x5t});
+        let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": self.x5t});
+        if self.send_chain {
+            let x5c: Vec<String> = self.chain.iter().map(|der| STANDARD.encode(der)).collect();
+            header["x5c"] = serde_json::json!(x5c);
+        }
         let claims = serde_json::json!({
             "aud": audience,
             "iss": self.client_id,
@@ -153,13 +173,7 @@ impl ClientCertificateCredential {
 #[async_trait]
 impl ChainableCredential for ClientCertificateCredential {
     async fn try_get_token(&self, request: &TokenRequest) -> Result<AccessToken, CredentialError> {
-        let authority = self
-            .authority_host
-            .as_deref()
-            .or(request.authority_host.as_deref())
-            .ok_or_else(|| {
-                CredentialError::Failed("no authority host: set AZURE_AUTHORITY_HOST".into())
-            })?;
+        let authority = authority_for(self.authority_host.as_deref(), request)?;
         let tenant = request.tenant_id.as_deref().unwrap_or(&self.tenant_id);
         let audience = format!(
             "{}/{}/oauth2/v2.0/token",
@@ -234,6 +248,7 @@ mod tests {
         assert_eq!(claims["aud"], "https://login/tid/oauth2/v2.0/token");
         assert_eq!(claims["iss"], "cid");
         assert_eq!(claims["exp"], 1600);
+        assert!(header.get("x5c").is_none());
         // the signature verifies with the certificate's public key
         let public = ring::signature::UnparsedPublicKey::new(
             &ring::signature::RSA_PKCS1_2048_8192_SHA256,
@@ -243,6 +258,23 @@ mod tests {
         public
             .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
             .expect("valid signature");
+    }
+
+    #[test]
+    fn the_chain_is_sent_as_x5c_when_asked() {
+        let c = credential().with_certificate_chain(true);
+        let jwt = c.client_assertion("aud", UNIX_EPOCH).expect("sign");
+        let header: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(jwt.split('.').next().expect("header"))
+                .expect("b64"),
+        )
+        .expect("json");
+        let x5c = header["x5c"].as_array().expect("x5c");
+        assert_eq!(x5c.len(), 1);
+        let der = STANDARD.decode(x5c[0].as_str().expect("str")).expect("der");
+        let thumbprint = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        assert_eq!(URL_SAFE_NO_PAD.encode(thumbprint.as_ref()), TEST_X5T);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 
 use super::{
-    configured_authority_host, request_token, token_credential_via_chainable, AccessToken,
-    ChainableCredential, CredentialError, EnvLookup, TokenRequest,
+    authority_for, configured_authority_host, request_token, token_credential_via_chainable,
+    AccessToken, ChainableCredential, CredentialError, EnvLookup, TokenRequest,
 };
 use crate::secret_value::SecretValue;
 use crate::vault::pipeline::Pipeline;
@@ -86,16 +86,7 @@ impl ClientSecretCredential {
 #[async_trait]
 impl ChainableCredential for ClientSecretCredential {
     async fn try_get_token(&self, request: &TokenRequest) -> Result<AccessToken, CredentialError> {
-        let authority = self
-            .authority_host
-            .as_deref()
-            .or(request.authority_host.as_deref())
-            .ok_or_else(|| {
-                CredentialError::Failed(
-                    "no authority host: set AZURE_AUTHORITY_HOST (the vault's challenge named none)"
-                        .into(),
-                )
-            })?;
+        let authority = authority_for(self.authority_host.as_deref(), request)?;
         // The challenge's tenant wins (the vault knows which tenant it trusts).
         let tenant = request.tenant_id.as_deref().unwrap_or(&self.tenant_id);
         request_token(

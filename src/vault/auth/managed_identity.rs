@@ -134,13 +134,13 @@ impl ManagedIdentityCredential {
                 let _ = available.set(false);
                 return Err(CredentialError::Unavailable(format!(
                     "no managed identity endpoint: IMDS at {base} did not answer ({})",
-                    e.into_vault_error(base, "IMDS probe")
+                    e.describe()
                 )));
             }
             Err(e) => {
                 return Err(CredentialError::Failed(format!(
                     "IMDS request failed: {}",
-                    e.into_vault_error(base, "IMDS request")
+                    e.describe()
                 )))
             }
         };

@@ -1,5 +1,20 @@
 //! Credentials: where the vault client's bearer tokens come from. One file per credential (names
 //! as in the Azure Identity SDKs), the `auto` chain, and the cloud table.
+//!
+//! | `--auth` | credential | environment |
+//! | --- | --- | --- |
+//! | `env` | `ClientSecretCredential` | `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` + `AZURE_CLIENT_SECRET`, else (as a group) `AKVFS_TENANT_ID` + `AKVFS_CLIENT_ID` + `AKVFS_CLIENT_SECRET` |
+//! | `env` | `ClientCertificateCredential` | `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` + `AZURE_CLIENT_CERTIFICATE_PATH` (PEM, RSA key); `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` |
+//! | `workload-identity` | `WorkloadIdentityCredential` | `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` + `AZURE_FEDERATED_TOKEN_FILE` |
+//! | `managed-identity` | `ManagedIdentityCredential` | `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` (App Service), else IMDS (`AZURE_POD_IDENTITY_AUTHORITY_HOST` overrides its address); `AZURE_CLIENT_ID` picks a user-assigned identity |
+//! | `azure-cli` | `AzureCliCredential` | `az` on `PATH`, signed in |
+//! | `auto` | `ChainedTokenCredential` | the rows above in that order; `AZURE_TOKEN_CREDENTIALS` = `prod`, `dev` or a credential name narrows it |
+//!
+//! Authority (token endpoint host): `AZURE_AUTHORITY_HOST`, else `AKVFS_AUTHORITY_HOST`, else the
+//! vault's cloud (`vault.azure.net`, `vault.azure.cn`, `vault.usgovcloudapi.net`), else — for a
+//! loopback vault only — the challenge's; other vaults default to the public cloud, so that no
+//! vault can name the server a client secret is sent to. The tenant is the challenge's
+//! (fallback: the configured one), except for workload identity (bound to its tenant).
 
 pub mod azure_cli;
 pub mod chain;
@@ -11,7 +26,7 @@ pub mod workload_identity;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,7 +35,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::pipeline::{build_http_client, Pipeline, Request};
+use super::challenge::is_loopback_host;
+use super::pipeline::{build_http_client_with, deadline_after, Pipeline, Request};
 use super::VaultError;
 use crate::secret_value::SecretValue;
 
@@ -93,7 +109,15 @@ pub fn credential_with_env(
     ca_file: Option<&Path>,
     env: EnvLookup<'_>,
 ) -> Result<Arc<dyn TokenCredential>, VaultError> {
-    let pipeline = Pipeline::new(build_http_client(ca_file)?, TOKEN_MAX_RETRIES);
+    // A local vault serves its own token endpoints on the same loopback address: no proxy.
+    let loopback = url::Url::parse(vault_url)
+        .ok()
+        .and_then(|u| u.host_str().map(is_loopback_host))
+        .unwrap_or(false);
+    let pipeline = Pipeline::new(
+        build_http_client_with(ca_file, loopback)?,
+        TOKEN_MAX_RETRIES,
+    );
     let unavailable = |name: &str, why: String| VaultError::Auth {
         message: format!("{name}: {why}"),
     };
@@ -181,14 +205,64 @@ macro_rules! token_credential_via_chainable {
 }
 pub(crate) use token_credential_via_chainable;
 
-/// `AZURE_AUTHORITY_HOST`, else `AKVFS_AUTHORITY_HOST`, else the vault's cloud. `None` leaves the
-/// choice to the challenge.
+/// `AZURE_AUTHORITY_HOST`, else `AKVFS_AUTHORITY_HOST`, else the vault's cloud. For a loopback
+/// vault (a local vault) `None`: the challenge's authority is used (see [`authority_for`]). For
+/// any other vault, the public cloud, as the SDKs default: a vault we do not know must not be
+/// able to name the server our client secret is sent to.
 pub(crate) fn configured_authority_host(vault_url: &str, env: EnvLookup<'_>) -> Option<String> {
     env("AZURE_AUTHORITY_HOST")
         .filter(|v| !v.trim().is_empty())
         .or_else(|| env("AKVFS_AUTHORITY_HOST").filter(|v| !v.trim().is_empty()))
         .map(|h| normalize_authority_host(&h))
         .or_else(|| Cloud::for_vault_url(vault_url).map(|c| c.authority_host.to_owned()))
+        .or_else(|| {
+            let loopback = url::Url::parse(vault_url)
+                .ok()
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false);
+            (!loopback).then(|| cloud::AZURE_PUBLIC_CLOUD.authority_host.to_owned())
+        })
+}
+
+/// Microsoft Entra ID authority hosts (with their aliases) that a challenge may name.
+const KNOWN_AUTHORITY_HOSTS: [&str; 8] = [
+    "login.microsoftonline.com",
+    "login.windows.net",
+    "login.microsoft.com",
+    "sts.windows.net",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+    "login.microsoftonline.us",
+    "login.usgovcloudapi.net",
+];
+
+/// The authority to send a credential to: the configured one, else the challenge's when it is a
+/// known Entra host or on a loopback address (a local vault); never an arbitrary host a vault
+/// names (it would receive the client secret or assertion).
+pub(crate) fn authority_for<'a>(
+    configured: Option<&'a str>,
+    request: &'a TokenRequest,
+) -> Result<&'a str, CredentialError> {
+    if let Some(configured) = configured {
+        return Ok(configured);
+    }
+    let Some(challenge) = request.authority_host.as_deref() else {
+        return Err(CredentialError::Failed(
+            "no authority host: set AZURE_AUTHORITY_HOST (the vault's challenge named none)".into(),
+        ));
+    };
+    let host = url::Url::parse(challenge)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if is_loopback_host(&host) || KNOWN_AUTHORITY_HOSTS.contains(&host.as_str()) {
+        Ok(challenge)
+    } else {
+        Err(CredentialError::Failed(format!(
+            "the vault's challenge names the authority {challenge}, which is not a known \
+             Microsoft Entra host; set AZURE_AUTHORITY_HOST to it if it is trusted"
+        )))
+    }
 }
 
 /// `login.microsoftonline.com/` → `https://login.microsoftonline.com`.
@@ -250,12 +324,12 @@ pub(crate) async fn send_token_request(
         request.url.path()
     );
     let response = pipeline
-        .send(request, Instant::now() + TOKEN_REQUEST_TIMEOUT)
+        .send(request, deadline_after(TOKEN_REQUEST_TIMEOUT))
         .await
         .map_err(|e| {
             CredentialError::Failed(format!(
                 "token request to {endpoint} failed: {}",
-                e.into_vault_error(&endpoint, "token request")
+                e.describe()
             ))
         })?;
     if !response.status.is_success() {
@@ -332,14 +406,21 @@ pub(crate) fn parse_token_response(body: &[u8], now: SystemTime) -> Result<Acces
         serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
-    let expires_on = if let Some(secs) = parsed.expires_in.as_ref().and_then(as_u64) {
-        now + Duration::from_secs(secs)
-    } else if let Some(epoch) = parsed.expires_on.as_ref().and_then(as_u64) {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(epoch)
-    } else {
+    // checked_add: a hostile number must not overflow (and panic); it counts as absent.
+    let expires_on = parsed
+        .expires_in
+        .as_ref()
+        .and_then(as_u64)
+        .and_then(|secs| now.checked_add(Duration::from_secs(secs)))
+        .or_else(|| {
+            parsed
+                .expires_on
+                .as_ref()
+                .and_then(as_u64)
+                .and_then(|epoch| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(epoch)))
+        })
         // No usable expiry: assume a short life so it is refreshed soon.
-        now + Duration::from_secs(600)
-    };
+        .unwrap_or(now + Duration::from_secs(600));
     Ok(AccessToken { token, expires_on })
 }
 
@@ -370,6 +451,12 @@ mod tests {
             .expect("string");
         assert_eq!(t.expires_on, now + Duration::from_secs(3599));
         assert!(parse_token_response(br#"{"token_type":"Bearer"}"#, now).is_err());
+        let t = parse_token_response(
+            br#"{"access_token":"x","expires_in":18446744073709551615}"#,
+            now,
+        )
+        .expect("huge expiry does not panic");
+        assert_eq!(t.expires_on, now + Duration::from_secs(600));
         let err = parse_token_response(b"{\"access_token\": \"hunter2", now).expect_err("json");
         assert!(!err.contains("hunter2"));
     }
@@ -416,9 +503,33 @@ mod tests {
             None
         );
         assert_eq!(
+            configured_authority_host("https://vault.contoso.example", &none).as_deref(),
+            Some("https://login.microsoftonline.com")
+        );
+        assert_eq!(
             normalize_authority_host("login.microsoftonline.us/"),
             "https://login.microsoftonline.us"
         );
+    }
+
+    #[test]
+    fn challenge_authorities_are_used_only_when_trusted() {
+        let req = |a: &str| TokenRequest {
+            scope: "s".into(),
+            tenant_id: None,
+            authority_host: Some(a.into()),
+        };
+        let local = req("https://127.0.0.1:8443");
+        assert_eq!(authority_for(None, &local), Ok("https://127.0.0.1:8443"));
+        let aad = req("https://login.windows.net");
+        assert_eq!(authority_for(None, &aad), Ok("https://login.windows.net"));
+        let evil = req("https://evil.example");
+        assert!(matches!(
+            authority_for(None, &evil),
+            Err(CredentialError::Failed(_))
+        ));
+        assert_eq!(authority_for(Some("https://x"), &evil), Ok("https://x"));
+        assert!(authority_for(None, &TokenRequest::default()).is_err());
     }
 
     #[test]

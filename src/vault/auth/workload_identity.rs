@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use super::{
-    configured_authority_host, request_token, token_credential_via_chainable, AccessToken,
-    ChainableCredential, CredentialError, EnvLookup, TokenRequest,
+    authority_for, configured_authority_host, request_token, token_credential_via_chainable,
+    AccessToken, ChainableCredential, CredentialError, EnvLookup, TokenRequest,
 };
 use crate::vault::pipeline::Pipeline;
 
@@ -63,13 +63,7 @@ impl ChainableCredential for WorkloadIdentityCredential {
                 ))
             })?;
         let assertion = zeroize::Zeroizing::new(assertion.trim().to_owned());
-        let authority = self
-            .authority_host
-            .as_deref()
-            .or(request.authority_host.as_deref())
-            .ok_or_else(|| {
-                CredentialError::Failed("no authority host: set AZURE_AUTHORITY_HOST".into())
-            })?;
+        let authority = authority_for(self.authority_host.as_deref(), request)?;
         // The federated identity is bound to its tenant: the configured one wins here.
         request_token(
             &self.pipeline,
