@@ -4,6 +4,7 @@
 
 mod common;
 
+use akvfs::vault::SecretStore;
 use common::{sh, sh_ok, LocalMount};
 
 #[test]

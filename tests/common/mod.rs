@@ -107,7 +107,15 @@ impl LocalMount {
             .expect("reset counters")
     }
 
-    /// Secret operations counted by the vault (the token endpoint is not one).
+    /// Calls of one operation the vault answered, not counting the 401 challenges that open
+    /// each new authenticated conversation (they carry no body and do no work).
+    pub fn calls(&self, operation: &str) -> u64 {
+        let c = self.counters();
+        c.count(operation) - c.count_status(operation, 401)
+    }
+
+    /// Secret operations counted by the vault, 401 challenges included (the token endpoint is
+    /// not a secret operation).
     pub fn vault_calls(&self) -> u64 {
         let c = self.counters();
         [
