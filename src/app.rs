@@ -52,7 +52,9 @@ fn init_logging(args: &LoggingArgs) -> Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            let builder = builder.with_writer(std::sync::Mutex::new(file)).with_ansi(false);
+            let builder = builder
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false);
             match format {
                 LogFormat::Text => builder.try_init(),
                 LogFormat::Json => builder.json().try_init(),
@@ -150,7 +152,9 @@ pub fn vault_url(vault: &str, suffix: &str) -> Result<String> {
         Ok(vault.trim_end_matches('/').to_owned())
     } else if !vault.is_empty()
         && vault.len() <= 24
-        && vault.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && vault
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         Ok(format!("https://{vault}.{suffix}"))
     } else {
@@ -182,9 +186,9 @@ fn fs_config(args: &MountArgs) -> FsConfig {
             DeletedConflictArg::Fail => DeletedConflictPolicy::Fail,
         },
         allow_purge: args.allow_purge,
-        read_only: args.read_only || args.options.iter().any(|o| o == "ro"),
-        uid: args.uid.unwrap_or_else(|| current_uid()),
-        gid: args.gid.unwrap_or_else(|| current_gid()),
+        read_only: args.read_only,
+        uid: args.uid.unwrap_or_else(current_uid),
+        gid: args.gid.unwrap_or_else(current_gid),
         file_mode: args.file_mode,
         dir_mode: args.dir_mode,
     }
@@ -220,43 +224,45 @@ fn run_mount(args: MountArgs) -> Result<()> {
 
     // `local`: the embedded vault runs on our runtime and writes DATA/env like `local-vault`.
     let mut local = None;
-    let (url, ca_file, credential): (String, Option<PathBuf>, Arc<dyn TokenCredential>) =
-        if args.vault == "local" {
-            let data_dir = match &args.data {
-                Some(dir) => dir.clone(),
-                None => default_data_dir()?,
-            };
-            let config = LocalVaultConfig {
-                listen: args.listen,
-                data_dir: Some(data_dir.clone()),
-                deletion_delay: args.deletion_delay,
-                ..LocalVaultConfig::default()
-            };
-            let vault = rt.block_on(LocalVault::start(config)).with_context(|| {
-                format!("cannot start the local vault in {}", data_dir.display())
-            })?;
-            let env = vault.env().clone();
-            // The embedded vault's own principal, exactly as `source DATA/env` would give it.
-            let variables = env.variables();
-            let lookup = |name: &str| {
-                variables
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| value.clone())
-            };
-            let credential =
-                auth::credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
-                    .context("cannot use the local vault's credentials")?;
-            tracing::info!(url = vault.vault_url(), env = %vault.env_file().display(), "local vault ready");
-            let url = vault.vault_url().to_owned();
-            local = Some(vault);
-            (url, Some(env.ca_file), credential)
-        } else {
-            let url = vault_url(&args.vault, args.cloud.vault_suffix())?;
-            let credential = auth::credential_for(auth_kind(args.auth), &url, args.ca_file.as_deref())
-                .with_context(|| format!("no usable credential for {url}"))?;
-            (url, args.ca_file.clone(), credential)
+    let (url, ca_file, credential): (String, Option<PathBuf>, Arc<dyn TokenCredential>) = if args
+        .vault
+        == "local"
+    {
+        let data_dir = match &args.data {
+            Some(dir) => dir.clone(),
+            None => default_data_dir()?,
         };
+        let config = LocalVaultConfig {
+            listen: args.listen,
+            data_dir: Some(data_dir.clone()),
+            deletion_delay: args.deletion_delay,
+            ..LocalVaultConfig::default()
+        };
+        let vault = rt
+            .block_on(LocalVault::start(config))
+            .with_context(|| format!("cannot start the local vault in {}", data_dir.display()))?;
+        let env = vault.env().clone();
+        // The embedded vault's own principal, exactly as `source DATA/env` would give it.
+        let variables = env.variables();
+        let lookup = |name: &str| {
+            variables
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let credential =
+            auth::credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
+                .context("cannot use the local vault's credentials")?;
+        tracing::info!(url = vault.vault_url(), env = %vault.env_file().display(), "local vault ready");
+        let url = vault.vault_url().to_owned();
+        local = Some(vault);
+        (url, Some(env.ca_file), credential)
+    } else {
+        let url = vault_url(&args.vault, args.cloud.vault_suffix())?;
+        let credential = auth::credential_for(auth_kind(args.auth), &url, args.ca_file.as_deref())
+            .with_context(|| format!("no usable credential for {url}"))?;
+        (url, args.ca_file.clone(), credential)
+    };
 
     let options = ClientOptions {
         vault_url: url.clone(),

@@ -97,7 +97,12 @@ pub struct MountArgs {
     #[arg(long, value_enum, default_value_t = AuthArg::Auto, help_heading = "Vault")]
     pub auth: AuthArg,
     /// Extra trust root (PEM) for the vault and token endpoints; defaults to `$AKVFS_CA_FILE`.
-    #[arg(long, value_name = "PEM", env = "AKVFS_CA_FILE", help_heading = "Vault")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "AKVFS_CA_FILE",
+        help_heading = "Vault"
+    )]
     pub ca_file: Option<PathBuf>,
     /// Deadline of one vault request, retries included.
     #[arg(long, value_parser = parse_duration, default_value = "30s", help_heading = "Vault")]
@@ -135,7 +140,12 @@ pub struct MountArgs {
     #[arg(long, help_heading = "Mount")]
     pub allow_root: bool,
     /// Mount options as in fstab (`-o ro,allow_other,uid=1000`).
-    #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',', help_heading = "Mount")]
+    #[arg(
+        short = 'o',
+        value_name = "OPTIONS",
+        value_delimiter = ',',
+        help_heading = "Mount"
+    )]
     pub options: Vec<String>,
     /// FUSE worker threads (a slow secret never blocks another).
     #[arg(long, default_value_t = 8, help_heading = "Mount")]

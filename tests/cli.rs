@@ -35,6 +35,9 @@ fn help_groups_the_mount_options() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for heading in ["Vault", "Mount", "Cache", "Behaviour", "Logging"] {
-        assert!(help.contains(&format!("{heading}:")), "no {heading} group in:\n{help}");
+        assert!(
+            help.contains(&format!("{heading}:")),
+            "no {heading} group in:\n{help}"
+        );
     }
 }

@@ -68,7 +68,11 @@ fn ls_of_60_secrets_costs_three_list_calls_and_no_get() {
     let expected: Vec<String> = (0..60).map(|i| format!("s-{i:02}")).collect();
     assert_eq!(names, expected);
     assert_eq!(m.calls("list_secrets"), 3, "60 secrets at 25 a page");
-    assert_eq!(m.counters().count("get_secret"), 0, "a plain listing reads no value");
+    assert_eq!(
+        m.counters().count("get_secret"),
+        0,
+        "a plain listing reads no value"
+    );
 }
 
 #[test]
@@ -86,7 +90,9 @@ fn hundred_cats_inside_the_ttl_cost_one_get() {
 fn twenty_kib_written_in_4_kib_chunks_is_one_set() {
     let m = LocalMount::start(&[]);
     m.reset_counters();
-    let value: String = (0..20 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let value: String = (0..20 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     {
         use std::io::Write;
         let mut f = std::fs::File::create(m.path("chunked")).expect("create");
@@ -144,6 +150,9 @@ fn writing_25601_bytes_fails_with_efbig_and_keeps_the_old_value() {
     assert_eq!(sh_ok(&m.mountpoint, "cat big"), "old");
 
     // exactly at the limit is fine
-    sh_ok(&m.mountpoint, "python3 -c \"open('big','w').write('y'*25600)\"");
+    sh_ok(
+        &m.mountpoint,
+        "python3 -c \"open('big','w').write('y'*25600)\"",
+    );
     assert_eq!(m.other_get("big").len(), 25600);
 }

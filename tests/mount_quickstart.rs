@@ -14,7 +14,11 @@ fn quickstart_set_get_delete_through_files() {
 
     sh_ok(dir, "echo -n v > mySecret");
     assert_eq!(sh_ok(dir, "cat mySecret"), "v");
-    assert_eq!(m.other_get("mySecret"), "v", "the vault holds what was written");
+    assert_eq!(
+        m.other_get("mySecret"),
+        "v",
+        "the vault holds what was written"
+    );
 
     sh_ok(dir, "rm mySecret");
     // rm returned: the vault must already report the deletion as complete.
@@ -24,7 +28,10 @@ fn quickstart_set_get_delete_through_files() {
         "rm returned before the deletion completed: {deleted:?}"
     );
     let out = sh(dir, "cat mySecret");
-    assert!(!out.status.success(), "a deleted secret must not be readable");
+    assert!(
+        !out.status.success(),
+        "a deleted secret must not be readable"
+    );
     assert!(!dir.join("mySecret").exists());
 }
 
@@ -64,7 +71,8 @@ fn rewrite_of_deleted_name_with_fail_policy_answers_eexist() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EEXIST");
     assert_eq!(m.counters().count("recover_deleted_secret"), 0);
     assert!(
-        m.block_on(m.other_client().get_deleted_secret("NAME")).is_ok(),
+        m.block_on(m.other_client().get_deleted_secret("NAME"))
+            .is_ok(),
         "the deleted secret is left as it was"
     );
 }
@@ -74,7 +82,11 @@ fn kill_int_unmounts_cleanly_and_exits_zero() {
     let mut m = LocalMount::start(&[]);
     sh_ok(&m.mountpoint, "echo -n x > a");
     let status = m.stop();
-    assert!(status.success(), "exit status {status}; log:\n{}", m.log_text());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        m.log_text()
+    );
     assert!(!common::is_mountpoint(&m.mountpoint), "still mounted");
 }
 
@@ -93,7 +105,10 @@ fn local_vault_keeps_secrets_across_restart() {
 fn logs_never_contain_values() {
     let m = LocalMount::start(&["-vv"]);
     let value = "s3cr3t-VALUE-that-must-not-leak";
-    sh_ok(&m.mountpoint, &format!("echo -n {value} > leak-check && cat leak-check"));
+    sh_ok(
+        &m.mountpoint,
+        &format!("echo -n {value} > leak-check && cat leak-check"),
+    );
     let log = m.log_text();
     assert!(!log.is_empty(), "trace logging produced nothing");
     assert!(!log.contains(value), "a secret value reached the log");

@@ -248,8 +248,9 @@ pub fn client_for(env: &LocalVaultEnv) -> SecretClient {
             .find(|(key, _)| *key == name)
             .map(|(_, value)| value.clone())
     };
-    let credential = credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
-        .expect("credential");
+    let credential =
+        credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
+            .expect("credential");
     SecretClient::new(
         ClientOptions {
             vault_url: env.vault_url.clone(),
