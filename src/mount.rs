@@ -176,7 +176,7 @@ pub fn mount(
 
     recover_stale_mount(&options.mountpoint);
 
-    let fs = Arc::new(SecretFs::new(store, fs_config));
+    let fs = SecretFs::new(store, fs_config);
     let kernel = Arc::new(OnceLock::new());
     fs.set_notifier(Arc::new(QueuedNotifier::start(kernel.clone())?));
     let adapter = FuseAdapter::new(fs.clone(), runtime.clone());

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
@@ -207,7 +207,24 @@ struct Placeholder {
     created: SystemTime,
 }
 
+/// The top directory's listing as last read, to recognise `ls -l` (a readdir followed by a
+/// lookup of each name) and fetch the sizes concurrently.
+struct RecentListing {
+    at: Instant,
+    listing: Arc<Listing>,
+    lookups: usize,
+    prefetching: bool,
+}
+
+/// Lookups within this time after a readdir count as one `ls -l`.
+const LISTING_LOOKUP_WINDOW: Duration = Duration::from_secs(5);
+/// Gets in flight at once when fetching sizes for `ls -l`.
+const PREFETCH_CONCURRENCY: usize = 16;
+
 pub struct SecretFs {
+    /// To hand `Arc<Self>` to background tasks.
+    me: Weak<SecretFs>,
+    recent_listing: Mutex<Option<RecentListing>>,
     store: Arc<dyn SecretStore>,
     config: FsConfig,
     /// Secret values, keyed by lower-cased name (`name/version` for `.versions`).
@@ -243,7 +260,7 @@ fn epoch_seconds(seconds: Option<i64>, fallback: SystemTime) -> SystemTime {
 }
 
 impl SecretFs {
-    pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> SecretFs {
+    pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> Arc<SecretFs> {
         let values = Cache::new(CachePolicy {
             ttl: config.cache_ttl,
             negative_ttl: config.negative_ttl,
@@ -257,7 +274,9 @@ impl SecretFs {
             capacity_bytes: usize::MAX,
             stale_if_error: config.stale_if_error,
         });
-        SecretFs {
+        Arc::new_cyclic(|me| SecretFs {
+            me: me.clone(),
+            recent_listing: Mutex::new(None),
             store,
             config,
             values,
@@ -271,7 +290,7 @@ impl SecretFs {
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
             mounted_at: SystemTime::now(),
-        }
+        })
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -639,7 +658,10 @@ impl SecretFs {
                         .ok_or_else(not_found)
                 }
                 _ if self.shadowed.lock().contains(&name.to_ascii_lowercase()) => Err(not_found()),
-                _ => self.secret_entry_by_name(name).await,
+                _ => {
+                    self.prefetch_if_listing_sizes();
+                    self.secret_entry_by_name(name).await
+                }
             },
             NodeKey::VersionsDir => {
                 if !is_valid_secret_name(name) {
@@ -731,6 +753,53 @@ impl SecretFs {
             attr,
             ttl: fetched.valid_for,
         })
+    }
+
+    /// `ls -l`: the second lookup shortly after a readdir starts fetching every listed value
+    /// not cached yet, concurrently (bounded); the lookups that follow join those loads. A
+    /// plain `ls` (no lookups) or one `cat` after `ls` costs no extra get.
+    fn prefetch_if_listing_sizes(&self) {
+        let listing = {
+            let mut recent = self.recent_listing.lock();
+            let Some(recent) = recent.as_mut() else {
+                return;
+            };
+            if recent.prefetching || recent.at.elapsed() > LISTING_LOOKUP_WINDOW {
+                return;
+            }
+            recent.lookups += 1;
+            if recent.lookups < 2 {
+                return;
+            }
+            recent.prefetching = true;
+            recent.listing.clone()
+        };
+        let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(PREFETCH_CONCURRENCY));
+        let mut fetched = 0;
+        for listed in &listing.0 {
+            let key = listed.name.to_ascii_lowercase();
+            let disabled = listed.attributes.enabled == Some(false);
+            if disabled || self.values.peek(&key).is_some() {
+                continue;
+            }
+            fetched += 1;
+            let (me, permits, name) = (me.clone(), permits.clone(), listed.name.clone());
+            runtime.spawn(async move {
+                let Ok(_permit) = permits.acquire().await else {
+                    return;
+                };
+                // Errors are logged by load_secret and met again by the lookup itself.
+                let _ = me.load_secret(&name).await;
+            });
+        }
+        debug!(
+            secrets = fetched,
+            "listing sizes: fetching values concurrently"
+        );
     }
 
     async fn secret_entry_by_name(&self, name: &str) -> Result<Entry, FsError> {
@@ -1927,6 +1996,12 @@ impl SecretFs {
                     DELETED_DIR_NAME.into(),
                 ));
                 let listing = self.load_listing().await?;
+                *self.recent_listing.lock() = Some(RecentListing {
+                    at: Instant::now(),
+                    listing: listing.clone(),
+                    lookups: 0,
+                    prefetching: false,
+                });
                 let mut inodes = self.inodes.lock();
                 for listed in &listing.0 {
                     let ino = inodes.ino_for(

@@ -17,7 +17,7 @@ fn config() -> FsConfig {
 
 fn setup(config: FsConfig) -> (Arc<MemoryStore>, Arc<SecretFs>) {
     let store = Arc::new(MemoryStore::new());
-    let fs = Arc::new(SecretFs::new(store.clone(), config));
+    let fs = SecretFs::new(store.clone(), config);
     (store, fs)
 }
 
@@ -715,4 +715,31 @@ async fn a_temporary_file_renamed_over_a_secret_is_one_set() {
         fs.create(ROOT_INO, "not_scratch.txt", WRITE).await,
         Err(FsError::InvalidName { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ls_long_fetches_sizes_concurrently_once_and_cat_after_ls_costs_one_get() {
+    let (store, fs) = setup(config());
+    for i in 0..60 {
+        store.seed(&format!("s{i:02}"), &"v".repeat(i), &[]);
+    }
+    store.set_get_delay(Duration::from_millis(20));
+    let fh = fs.opendir(ROOT_INO).expect("opendir");
+    let entries = fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    // One cat after ls: one get.
+    read_all(&fs, "s05").await.expect("cat");
+    assert_eq!(store.calls("get"), 1);
+    // ls -l: a lookup of every name, in order.
+    let started = std::time::Instant::now();
+    for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
+        let found = fs.lookup(ROOT_INO, &entry.name).await.expect("lookup");
+        assert_eq!(found.attr.size, entry.name[1..].parse::<u64>().expect("n"));
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(store.calls("get"), 60, "each value fetched exactly once");
+    assert!(
+        elapsed < Duration::from_millis(60 * 20 / 2),
+        "sizes were fetched concurrently ({elapsed:?})"
+    );
 }
