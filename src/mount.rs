@@ -535,6 +535,44 @@ mod mount_tests {
     }
 
     #[test]
+    fn an_external_unmount_resolves_unmounted_and_pending_writes_commit_from_async_code() {
+        let Some(mut m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let path = m.dir.path().join("pending");
+        let mut file = std::fs::File::create(&path).expect("create");
+        file.write_all(b"not closed yet").expect("write");
+        let handle = m.handle.take().expect("handle");
+        // The app calls these from async code (signal handling).
+        m._runtime.block_on(async {
+            handle.commit_pending();
+        });
+        assert_eq!(
+            m.store.current("pending").expect("committed").0,
+            "not closed yet"
+        );
+        drop(file);
+        assert_eq!(
+            m.store.calls("set"),
+            1,
+            "close after commit_pending sets nothing more"
+        );
+        let status = std::process::Command::new("umount")
+            .arg(m.dir.path())
+            .status()
+            .expect("umount");
+        assert!(status.success());
+        m._runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), handle.unmounted())
+                .await
+                .expect("unmounted() resolves after an external umount");
+        });
+        handle
+            .unmount()
+            .expect("unmount after external unmount is fine");
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,
