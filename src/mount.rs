@@ -572,6 +572,69 @@ mod mount_tests {
             .expect("unmount after external unmount is fine");
     }
 
+    /// A FUSE mount whose daemon is gone, as after `kill -9`: mounted, then its /dev/fuse fd
+    /// closed.
+    fn make_dead_mount(dir: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(dev) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+        else {
+            return false;
+        };
+        let data = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
+        let (Ok(source), Ok(target), Ok(kind), Ok(data)) = (
+            std::ffi::CString::new("akvfs-dead"),
+            std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()),
+            std::ffi::CString::new("fuse"),
+            std::ffi::CString::new(data),
+        ) else {
+            return false;
+        };
+        // SAFETY: valid NUL-terminated strings that outlive the call.
+        let mounted = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                kind.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        } == 0;
+        drop(dev);
+        mounted
+    }
+
+    #[test]
+    fn a_dead_mount_left_by_a_killed_daemon_is_recovered() {
+        if !can_mount() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        if !make_dead_mount(dir.path()) {
+            eprintln!("skipped: could not create a dead mount");
+            return;
+        }
+        let error = std::fs::metadata(dir.path()).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOTCONN));
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let store = Arc::new(MemoryStore::new());
+        store.seed("s", "v", &[]);
+        let handle = mount(
+            store,
+            runtime.handle().clone(),
+            FsConfig::default(),
+            MountOptions::new(dir.path()),
+        )
+        .expect("mount over the dead one");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("s")).expect("cat"),
+            "v"
+        );
+        handle.unmount().expect("unmount");
+    }
+
     #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
