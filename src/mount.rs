@@ -636,6 +636,36 @@ mod mount_tests {
     }
 
     #[test]
+    fn readers_never_see_a_partial_value_while_a_writer_is_busy() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let path = m.dir.path().join("s");
+        let old = "x".repeat(5000);
+        m.store.seed("s", &old, &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), old);
+        let mut writer = std::fs::File::create(&path).expect("open O_TRUNC");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat during truncate"),
+            old
+        );
+        writer.write_all(b"new").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat during write"),
+            old
+        );
+        writer.write_all(&[b'y'; 9000]).expect("write more");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat during write"),
+            old
+        );
+        drop(writer);
+        let new = std::fs::read_to_string(&path).expect("cat after close");
+        assert_eq!(new.len(), 9003);
+        assert!(new.starts_with("newyyy"));
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,

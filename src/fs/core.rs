@@ -364,22 +364,23 @@ impl SecretFs {
         }
     }
 
-    /// Size of uncommitted content in an open handle of `ino`, if any.
-    fn dirty_size(&self, ino: u64) -> Option<u64> {
+    /// Whether an open handle of `ino` holds uncommitted changes.
+    fn has_uncommitted(&self, ino: u64) -> bool {
         let files = self.files.lock();
         files
             .values()
-            .filter(|f| f.ino == ino)
-            .filter_map(|f| *f.dirty_size.lock())
-            .max()
+            .any(|f| f.ino == ino && f.dirty_size.lock().is_some())
     }
 
+    /// Attributes always describe the committed content, even while a handle has uncommitted
+    /// writes: a reader's kernel sizes its reads by them, and readers must see the whole
+    /// committed value, never a partial one. (The writer writes with direct I/O and does not
+    /// depend on them.)
     fn secret_entry(&self, ino: u64, data: &SecretData, valid_for: Duration) -> Entry {
-        let dirty = self.dirty_size(ino);
-        let size = dirty.unwrap_or(data.content.len() as u64);
+        let size = data.content.len() as u64;
         Entry {
             attr: self.file_attr(ino, size, self.secret_perm(data.enabled), &data.attributes),
-            ttl: if dirty.is_some() {
+            ttl: if self.has_uncommitted(ino) {
                 Duration::ZERO
             } else {
                 valid_for.min(self.config.cache_ttl)
@@ -388,7 +389,8 @@ impl SecretFs {
     }
 
     fn placeholder_entry(&self, placeholder: &Placeholder) -> Entry {
-        let size = self.dirty_size(placeholder.ino).unwrap_or(0);
+        // Nothing committed yet.
+        let size = 0;
         let mut attr = self.file_attr(
             placeholder.ino,
             size,
@@ -405,9 +407,7 @@ impl SecretFs {
     }
 
     fn scratch_entry(&self, file: &ScratchFile) -> Entry {
-        let size = self
-            .dirty_size(file.ino)
-            .unwrap_or(file.content.lock().len() as u64);
+        let size = file.content.lock().len() as u64;
         let modified = *file.modified.lock();
         let mut attr = self.file_attr(
             file.ino,
