@@ -361,6 +361,10 @@ mod mount_tests {
     }
 
     fn mounted(config: FsConfig) -> Option<Mounted> {
+        mounted_with_threads(config, 8)
+    }
+
+    fn mounted_with_threads(config: FsConfig, worker_threads: usize) -> Option<Mounted> {
         if !can_mount() {
             eprintln!("skipped: needs root and /dev/fuse");
             return None;
@@ -375,7 +379,10 @@ mod mount_tests {
             store.clone(),
             runtime.handle().clone(),
             config,
-            MountOptions::new(dir.path()),
+            MountOptions {
+                worker_threads,
+                ..MountOptions::new(dir.path())
+            },
         )
         .expect("mount");
         Some(Mounted {
@@ -663,6 +670,37 @@ mod mount_tests {
         let new = std::fs::read_to_string(&path).expect("cat after close");
         assert_eq!(new.len(), 9003);
         assert!(new.starts_with("newyyy"));
+    }
+
+    #[test]
+    fn a_slow_secret_never_blocks_reads_of_other_secrets() {
+        let Some(m) = mounted_with_threads(FsConfig::default(), 2) else {
+            return;
+        };
+        m.store.seed("slow", "s", &[]);
+        m.store.seed("fast", "f", &[]);
+        m.store.set_slow_secret("slow", Duration::from_secs(2));
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = m.dir.path().join("slow");
+                std::thread::spawn(move || std::fs::read_to_string(path))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join("fast")).expect("cat fast"),
+            "f"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "blocked behind the slow secret: {:?}",
+            started.elapsed()
+        );
+        for reader in readers {
+            assert_eq!(reader.join().expect("join").expect("cat slow"), "s");
+        }
+        assert_eq!(m.store.calls("get"), 2, "8 slow readers shared one get");
     }
 
     #[test]
