@@ -743,3 +743,59 @@ async fn ls_long_fetches_sizes_concurrently_once_and_cat_after_ls_costs_one_get(
         "sizes were fetched concurrently ({elapsed:?})"
     );
 }
+
+#[tokio::test]
+async fn purge_needs_allow_purge() {
+    let (store, fs) = setup(FsConfig {
+        allow_purge: true,
+        ..config()
+    });
+    store.seed("gone", "v", &[]);
+    fs.unlink(ROOT_INO, "gone").await.expect("rm");
+    let entry = fs
+        .lookup(DELETED_DIR_INO, "GONE")
+        .await
+        .expect("deleted entry");
+    assert_eq!(entry.attr.size, 0);
+    fs.unlink(DELETED_DIR_INO, "gone").await.expect("purge");
+    assert_eq!(store.calls("purge"), 1);
+    assert!(fs.lookup(DELETED_DIR_INO, "gone").await.is_err());
+    // The name is free again: no recovery needed.
+    write_file(&fs, "gone", b"fresh").await.expect("write");
+    assert_eq!(store.calls("recover"), 0);
+}
+
+#[tokio::test]
+async fn vault_failures_map_to_the_documented_errors() {
+    use crate::vault::VaultError;
+    let (store, fs) = setup(config());
+    for (error, check) in [
+        (
+            VaultError::Throttled { name: "s".into() },
+            (|e: &FsError| matches!(e, FsError::Throttled { .. })) as fn(&FsError) -> bool,
+        ),
+        (
+            VaultError::Timeout {
+                what: "get s".into(),
+            },
+            |e| matches!(e, FsError::TimedOut { .. }),
+        ),
+        (
+            VaultError::Forbidden {
+                name: "s".into(),
+                message: "no get".into(),
+            },
+            |e| matches!(e, FsError::AccessDenied { .. }),
+        ),
+        (VaultError::BeingDeleted { name: "s".into() }, |e| {
+            matches!(e, FsError::Busy { .. })
+        }),
+    ] {
+        store.fail_with(Some(error.clone()));
+        let result = fs.lookup(ROOT_INO, "s").await;
+        assert!(
+            result.as_ref().is_err_and(check),
+            "{error:?} gave {result:?}"
+        );
+    }
+}
