@@ -703,6 +703,47 @@ mod mount_tests {
         assert_eq!(m.store.calls("get"), 2, "8 slow readers shared one get");
     }
 
+    /// Not a pass/fail test: prints the cost of a warm open+read+close
+    /// (`cargo test --lib warm_read_cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn warm_read_cost() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("warm", &"x".repeat(1024), &[]);
+        let path = m.dir.path().join("warm");
+        let mut buffer = Vec::with_capacity(4096);
+        let started = std::time::Instant::now();
+        for _ in 0..10_000 {
+            use std::io::Read;
+            buffer.clear();
+            let mut file = std::fs::File::open(&path).expect("open");
+            file.read_to_end(&mut buffer).expect("read");
+        }
+        eprintln!(
+            "warm open+read+close: {:?} each, {} gets",
+            started.elapsed() / 10_000,
+            m.store.calls("get")
+        );
+    }
+
+    #[test]
+    fn mv_copies_a_secret_to_a_new_name_and_deletes_the_old_one() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("a", "value", &[("k", "v")]);
+        std::fs::rename(m.dir.path().join("a"), m.dir.path().join("b")).expect("mv");
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join("b")).expect("cat"),
+            "value"
+        );
+        assert!(!m.dir.path().join("a").exists());
+        assert_eq!(m.store.calls("set"), 1);
+        assert_eq!(m.store.calls("delete"), 1);
+    }
+
     #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {

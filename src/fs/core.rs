@@ -1678,6 +1678,55 @@ impl SecretFs {
             });
         }
         self.check_writable(new_name)?;
+        let from_key = match from_dir {
+            NodeKey::DeletedDir => NodeKey::Deleted(name.to_ascii_lowercase()),
+            _ if is_valid_secret_name(name) => NodeKey::Secret(name.to_ascii_lowercase()),
+            _ => NodeKey::Scratch(name.to_owned()),
+        };
+        let to_key = if is_valid_secret_name(new_name) {
+            NodeKey::Secret(new_name.to_ascii_lowercase())
+        } else {
+            NodeKey::Scratch(new_name.to_owned())
+        };
+        self.rename_in_vault(from_dir, name, new_name, no_replace)
+            .await?;
+        // The kernel now shows the source's inode under the new name.
+        let moved = self
+            .inodes
+            .lock()
+            .rekey(&from_key, to_key.clone(), new_name);
+        if let (Some(ino), NodeKey::Scratch(_)) = (moved, &to_key) {
+            let scratch = self.scratch.lock().get(new_name).cloned();
+            if let Some(file) = scratch {
+                // Keep the scratch file's inode in step with the table.
+                self.scratch.lock().insert(
+                    new_name.to_owned(),
+                    Arc::new(ScratchFile {
+                        ino,
+                        content: Mutex::new(Zeroizing::new(file.content.lock().to_vec())),
+                        modified: Mutex::new(*file.modified.lock()),
+                    }),
+                );
+            }
+        }
+        if let Some(ino) = moved {
+            if let NodeKey::Secret(new_key) = &to_key {
+                if let Some(placeholder) = self.placeholders.lock().get_mut(new_key) {
+                    placeholder.ino = ino;
+                }
+            }
+            self.inval_inode(ino);
+        }
+        Ok(())
+    }
+
+    async fn rename_in_vault(
+        &self,
+        from_dir: NodeKey,
+        name: &str,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
         match from_dir {
             NodeKey::DeletedDir => self.recover(name, new_name).await,
             NodeKey::Root => match (is_valid_secret_name(name), is_valid_secret_name(new_name)) {

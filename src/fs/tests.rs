@@ -799,3 +799,42 @@ async fn vault_failures_map_to_the_documented_errors() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_writers_and_readers_neither_deadlock_nor_see_partial_values() {
+    let (store, fs) = setup(config());
+    store.seed("hot", &"a".repeat(100), &[]);
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let fs = fs.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..20 {
+                if i % 2 == 0 {
+                    let value = vec![b'b' + (i % 20); 50 + round];
+                    write_file(&fs, "hot", &value).await.expect("write");
+                } else {
+                    let content = read_all(&fs, "hot").await.expect("read");
+                    let first = content[0];
+                    assert!(
+                        content.iter().all(|&b| b == first),
+                        "a reader saw a mix of two values"
+                    );
+                }
+                if round % 5 == 0 {
+                    let fh = fs.opendir(ROOT_INO).expect("opendir");
+                    fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
+                    fs.releasedir(fh);
+                }
+            }
+        }));
+    }
+    let all = async {
+        for task in tasks {
+            task.await.expect("task");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("no deadlock");
+    assert_eq!(store.calls("set"), 8 * 20);
+}
