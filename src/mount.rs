@@ -173,6 +173,8 @@ pub fn mount(
     config.mount_options = mount_options;
     config.acl = acl;
     config.n_threads = Some(options.worker_threads.max(1));
+    // Each worker reads its own /dev/fuse clone: no contention on one descriptor.
+    config.clone_fd = true;
 
     recover_stale_mount(&options.mountpoint);
 
