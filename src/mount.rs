@@ -747,6 +747,59 @@ mod mount_tests {
     }
 
     #[test]
+    fn extended_attributes_and_recovery_through_the_kernel() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("s", "v", &[("env", "prod")]);
+        let path = std::ffi::CString::new(m.dir.path().join("s").as_os_str().as_encoded_bytes())
+            .expect("path");
+        let get = |attribute: &str| -> Option<String> {
+            let attribute = std::ffi::CString::new(attribute).expect("name");
+            let mut buffer = [0u8; 256];
+            // SAFETY: valid C strings and a buffer of the given length.
+            let n = unsafe {
+                libc::getxattr(
+                    path.as_ptr(),
+                    attribute.as_ptr(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            };
+            usize::try_from(n)
+                .ok()
+                .map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned())
+        };
+        assert_eq!(get("user.akv.tags.env").as_deref(), Some("prod"));
+        assert_eq!(get("user.akv.enabled").as_deref(), Some("true"));
+        assert_eq!(get("user.akv.nope"), None);
+        let attribute = std::ffi::CString::new("user.akv.tags.team").expect("name");
+        // SAFETY: valid C strings and a value of the given length.
+        let set = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                attribute.as_ptr(),
+                b"blue".as_ptr().cast(),
+                4,
+                0,
+            )
+        };
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        let tags = m.store.current("s").expect("s").1.expect("tags");
+        assert_eq!(tags.get("team").map(String::as_str), Some("blue"));
+        assert_eq!(m.store.calls("set"), 0, "no new version");
+
+        std::fs::remove_file(m.dir.path().join("s")).expect("rm");
+        std::fs::rename(m.dir.path().join(".deleted/s"), m.dir.path().join("s"))
+            .expect("mv .deleted/s s");
+        assert_eq!(m.store.calls("recover"), 1);
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join("s")).expect("cat"),
+            "v"
+        );
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,
