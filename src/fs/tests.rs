@@ -838,3 +838,84 @@ async fn concurrent_writers_and_readers_neither_deadlock_nor_see_partial_values(
         .expect("no deadlock");
     assert_eq!(store.calls("set"), 8 * 20);
 }
+
+/// Random writes, truncations and appends on handles, checked against a plain `Vec<u8>`.
+#[tokio::test]
+async fn random_writes_match_a_reference_model() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (store, fs) = setup(config());
+    store.seed("model", "start", &[]);
+    let mut model: Vec<u8> = b"start".to_vec();
+    let ino = fs.lookup(ROOT_INO, "model").await.expect("lookup").attr.ino;
+    for round in 0..50 {
+        let append = rng.gen_bool(0.2);
+        let truncate = rng.gen_bool(0.1);
+        let fh = fs
+            .open(
+                ino,
+                OpenMode {
+                    read: true,
+                    write: true,
+                    truncate,
+                    append,
+                    exclusive: false,
+                },
+            )
+            .await
+            .expect("open")
+            .fh;
+        if truncate {
+            model.clear();
+        }
+        for _ in 0..rng.gen_range(0..5) {
+            if rng.gen_bool(0.2) && !append {
+                let size = rng.gen_range(0..model.len() + 20);
+                fs.setattr(
+                    ino,
+                    Some(fh),
+                    SetAttr {
+                        size: Some(size as u64),
+                        ..SetAttr::default()
+                    },
+                )
+                .await
+                .expect("ftruncate");
+                model.resize(size, 0);
+            } else {
+                let data: Vec<u8> = (0..rng.gen_range(0..64))
+                    .map(|_| rng.gen_range(b'a'..=b'z'))
+                    .collect();
+                let offset = if append {
+                    model.len()
+                } else {
+                    rng.gen_range(0..model.len() + 10)
+                };
+                fs.write(fh, offset as u64, &data).await.expect("write");
+                if model.len() < offset + data.len() {
+                    model.resize(offset + data.len(), 0);
+                }
+                model[offset..offset + data.len()].copy_from_slice(&data);
+            }
+            let seen = fs.read(fh, 0, 1 << 20).await.expect("read own writes");
+            assert_eq!(seen.as_slice(), model.as_slice(), "round {round}");
+        }
+        fs.release(fh).await.expect("close");
+        assert_eq!(
+            read_all(&fs, "model").await.expect("read"),
+            model,
+            "round {round}"
+        );
+        let (value, tags) = store.current("model").expect("model");
+        let stored = match tags.as_ref().and_then(|t| t.get(FILE_ENCODING_TAG)) {
+            Some(_) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(value)
+                    .expect("base64")
+            }
+            None => value.into_bytes(),
+        };
+        assert_eq!(stored, model, "round {round}");
+    }
+}
