@@ -212,9 +212,17 @@ struct Placeholder {
 struct RecentListing {
     at: Instant,
     listing: Arc<Listing>,
-    lookups: usize,
+    /// Lower-cased name → position in `listing`.
+    positions: HashMap<String, usize>,
+    /// Position of the last looked-up name and how many lookups in a row followed the
+    /// listing's order.
+    last_position: Option<usize>,
+    in_order: usize,
     prefetching: bool,
 }
+
+/// Lookups in the listing's order that reveal an `ls -l`.
+const LOOKUPS_IN_ORDER_FOR_PREFETCH: usize = 3;
 
 /// Lookups within this time after a readdir count as one `ls -l`.
 const LISTING_LOOKUP_WINDOW: Duration = Duration::from_secs(5);
@@ -659,7 +667,7 @@ impl SecretFs {
                 }
                 _ if self.shadowed.lock().contains(&name.to_ascii_lowercase()) => Err(not_found()),
                 _ => {
-                    self.prefetch_if_listing_sizes();
+                    self.prefetch_if_listing_sizes(name);
                     self.secret_entry_by_name(name).await
                 }
             },
@@ -755,11 +763,12 @@ impl SecretFs {
         })
     }
 
-    /// `ls -l`: the second lookup shortly after a readdir starts fetching every listed value
-    /// not cached yet, concurrently (bounded); the lookups that follow join those loads. A
-    /// plain `ls` (no lookups) or one `cat` after `ls` costs no extra get.
-    fn prefetch_if_listing_sizes(&self) {
-        let listing = {
+    /// `ls -l`: lookups that walk the listing in its order, shortly after a readdir, start
+    /// fetching every following listed value not cached yet, concurrently (bounded); the
+    /// lookups that follow join those loads. A plain `ls` (no lookups) or a few `cat`s after
+    /// `ls` cost no extra get.
+    fn prefetch_if_listing_sizes(&self, name: &str) {
+        let (listing, from) = {
             let mut recent = self.recent_listing.lock();
             let Some(recent) = recent.as_mut() else {
                 return;
@@ -767,12 +776,19 @@ impl SecretFs {
             if recent.prefetching || recent.at.elapsed() > LISTING_LOOKUP_WINDOW {
                 return;
             }
-            recent.lookups += 1;
-            if recent.lookups < 2 {
+            let Some(&position) = recent.positions.get(&name.to_ascii_lowercase()) else {
+                return;
+            };
+            let follows = recent
+                .last_position
+                .is_some_and(|last| position == last + 1);
+            recent.in_order = if follows { recent.in_order + 1 } else { 1 };
+            recent.last_position = Some(position);
+            if recent.in_order < LOOKUPS_IN_ORDER_FOR_PREFETCH {
                 return;
             }
             recent.prefetching = true;
-            recent.listing.clone()
+            (recent.listing.clone(), position + 1)
         };
         let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
         else {
@@ -780,7 +796,7 @@ impl SecretFs {
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(PREFETCH_CONCURRENCY));
         let mut fetched = 0;
-        for listed in &listing.0 {
+        for listed in listing.0.iter().skip(from) {
             let key = listed.name.to_ascii_lowercase();
             let disabled = listed.attributes.enabled == Some(false);
             if disabled || self.values.peek(&key).is_some() {
@@ -2045,10 +2061,18 @@ impl SecretFs {
                     DELETED_DIR_NAME.into(),
                 ));
                 let listing = self.load_listing().await?;
+                let positions = listing
+                    .0
+                    .iter()
+                    .enumerate()
+                    .map(|(position, listed)| (listed.name.to_ascii_lowercase(), position))
+                    .collect();
                 *self.recent_listing.lock() = Some(RecentListing {
                     at: Instant::now(),
                     listing: listing.clone(),
-                    lookups: 0,
+                    positions,
+                    last_position: None,
+                    in_order: 0,
                     prefetching: false,
                 });
                 let mut inodes = self.inodes.lock();
