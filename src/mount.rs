@@ -800,6 +800,40 @@ mod mount_tests {
     }
 
     #[test]
+    fn ls_long_costs_one_get_per_secret_fetched_concurrently() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        for i in 0..40 {
+            m.store.seed(&format!("s{i:02}"), &"v".repeat(i), &[]);
+        }
+        m.store.set_get_delay(Duration::from_millis(20));
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new("ls")
+            .args(["-l", "--color=never"])
+            .current_dir(m.dir.path())
+            .output()
+            .expect("ls -l");
+        let elapsed = started.elapsed();
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" 39 ") && l.ends_with("s39")),
+            "{text}"
+        );
+        assert_eq!(m.store.calls("get"), 40);
+        assert!(elapsed < Duration::from_millis(40 * 20 / 2), "{elapsed:?}");
+        // A second ls -l inside the TTL costs nothing.
+        std::process::Command::new("ls")
+            .arg("-l")
+            .current_dir(m.dir.path())
+            .output()
+            .expect("ls -l");
+        assert_eq!(m.store.calls("get"), 40);
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,
