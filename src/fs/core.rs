@@ -820,8 +820,19 @@ impl SecretFs {
 
     async fn secret_entry_by_name(&self, name: &str) -> Result<Entry, FsError> {
         let key = name.to_ascii_lowercase();
-        if let Some(placeholder) = self.placeholders.lock().get(&key).cloned() {
-            return Ok(self.placeholder_entry(&placeholder));
+        let placeholder = self.placeholders.lock().get(&key).cloned();
+        if let Some(placeholder) = placeholder {
+            // Another client may have created the secret since: look again once the
+            // placeholder is older than the negative TTL and nobody has it open.
+            let in_use = self.files.lock().values().any(|f| f.ino == placeholder.ino);
+            let recent = placeholder
+                .created
+                .elapsed()
+                .map_or(true, |age| age < self.config.negative_ttl);
+            if in_use || recent || self.load_secret(name).await?.value.is_none() {
+                return Ok(self.placeholder_entry(&placeholder));
+            }
+            self.placeholders.lock().remove(&key);
         }
         let fetched = self.load_secret(name).await?;
         let data = fetched.value.ok_or_else(|| FsError::NotFound {

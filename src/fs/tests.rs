@@ -921,3 +921,31 @@ async fn random_writes_match_a_reference_model() {
         assert_eq!(stored, model, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn a_placeholder_gives_way_to_a_secret_another_client_created() {
+    let (store, fs) = setup(FsConfig {
+        negative_ttl: Duration::from_millis(50),
+        ..config()
+    });
+    let (_, opened) = fs.create(ROOT_INO, "later", WRITE).await.expect("touch");
+    fs.release(opened.fh).await.expect("close");
+    store.seed("later", "from elsewhere", &[]);
+    assert_eq!(
+        fs.lookup(ROOT_INO, "later")
+            .await
+            .expect("placeholder")
+            .attr
+            .size,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(
+        fs.lookup(ROOT_INO, "later")
+            .await
+            .expect("secret")
+            .attr
+            .size,
+        14
+    );
+}
