@@ -850,3 +850,113 @@ mod mount_tests {
         );
     }
 }
+
+/// The floor for the warm-read benchmark: the smallest possible in-memory FUSE filesystem,
+/// with the same mount settings (`cargo test --release --lib floor_read_cost -- --ignored
+/// --nocapture`, compare with `warm_read_cost`).
+#[cfg(test)]
+mod floor {
+    use super::*;
+    use fuser::{
+        FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+        OpenFlags, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, Request,
+    };
+    use std::ffi::OsStr;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    struct Floor;
+
+    fn attr(ino: u64) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: if ino == 1 { 0 } else { 1024 },
+            blocks: 2,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: SystemTime::UNIX_EPOCH,
+            kind: if ino == 1 {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            },
+            perm: if ino == 1 { 0o700 } else { 0o600 },
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    impl Filesystem for Floor {
+        fn lookup(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEntry) {
+            reply.entry(&TTL, &attr(2), Generation(0));
+        }
+        fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+            reply.attr(&TTL, &attr(ino.0));
+        }
+        fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+            reply.opened(FileHandle(1), FopenFlags::FOPEN_KEEP_CACHE);
+        }
+        fn read(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            offset: u64,
+            _size: u32,
+            _flags: OpenFlags,
+            _lock_owner: Option<LockOwner>,
+            reply: ReplyData,
+        ) {
+            let data = [b'x'; 1024];
+            reply.data(&data[usize::try_from(offset).unwrap_or(1024).min(1024)..]);
+        }
+        fn flush(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            _lock_owner: LockOwner,
+            reply: ReplyEmpty,
+        ) {
+            reply.ok();
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn floor_read_cost() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName("floor".into()),
+            MountOption::DefaultPermissions,
+        ];
+        config.n_threads = Some(8);
+        config.clone_fd = true;
+        let session = fuser::spawn_mount(Floor, dir.path(), &config).expect("mount");
+        let path = dir.path().join("f");
+        let mut buffer = Vec::with_capacity(4096);
+        let started = std::time::Instant::now();
+        for _ in 0..10_000 {
+            use std::io::Read;
+            buffer.clear();
+            let mut file = std::fs::File::open(&path).expect("open");
+            file.read_to_end(&mut buffer).expect("read");
+        }
+        eprintln!(
+            "floor open+read+close: {:?} each",
+            started.elapsed() / 10_000
+        );
+        drop(session);
+    }
+}
