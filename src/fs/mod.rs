@@ -8,8 +8,9 @@
 //!   `negative_ttl`; concurrent misses share one get. Names that cannot be secrets answer
 //!   ENOENT without any vault call.
 //! - **Listings.** `ls` costs list calls only (cached for `list_ttl`). `ls -l` needs sizes:
-//!   once a readdir is followed by lookups, every listed value not cached yet is fetched
-//!   concurrently (16 at a time), each exactly once; a single `cat` after `ls` costs one get.
+//!   once lookups walk a fresh listing in its order (three in a row, within 5 s of the
+//!   readdir), every following listed value not cached yet is fetched concurrently (16 at a
+//!   time), each exactly once; a few `cat`s after `ls` cost one get each.
 //! - **Writes.** Writes go to a per-handle buffer, committed with one set on the first
 //!   flush/fsync/release after a change; a failed commit fails `close`/`fsync` and is not
 //!   retried. A write that would pass 25,600 stored characters fails with EFBIG and the handle
