@@ -834,6 +834,40 @@ mod mount_tests {
     }
 
     #[test]
+    fn drop_caches_shows_another_clients_change_at_once() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let path = m.dir.path().join("s");
+        m.store.seed("s", "first", &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "first");
+        m.store.seed("s", "second, longer", &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cached"), "first");
+        m.handle.as_ref().expect("handle").drop_caches();
+        // The kernel's invalidation is queued to its own thread.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("after SIGHUP"),
+            "second, longer"
+        );
+    }
+
+    #[test]
+    fn disabled_secrets_are_listed_with_mode_0000_and_refuse_reads_even_for_root() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("off", "v", &[]);
+        m.store.disable("off");
+        let path = m.dir.path().join("off");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0);
+        let error = std::fs::read_to_string(&path).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EACCES));
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,
