@@ -210,13 +210,15 @@ pub fn mount(
 }
 
 /// After `kill -9` of a previous daemon the mountpoint answers ENOTCONN ("Transport endpoint
-/// is not connected"); detach that dead mount so a new one can take its place.
-fn recover_stale_mount(mountpoint: &Path) {
+/// is not connected"); detach that dead mount so a new one can take its place. [`mount`] does
+/// this itself; callers that inspect the mountpoint first should call it before. Answers
+/// whether a dead mount was found.
+pub fn recover_stale_mount(mountpoint: &Path) -> bool {
     let Err(error) = std::fs::metadata(mountpoint) else {
-        return;
+        return false;
     };
     if error.raw_os_error() != Some(libc::ENOTCONN) {
-        return;
+        return false;
     }
     warn!(mountpoint = %mountpoint.display(), "found a dead mount (its daemon is gone); detaching it");
     let detached = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
@@ -230,6 +232,7 @@ fn recover_stale_mount(mountpoint: &Path) {
             .arg(mountpoint)
             .status();
     }
+    true
 }
 
 /// Run `future` to completion from any context, including inside the runtime (on a helper
