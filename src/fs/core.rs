@@ -169,6 +169,9 @@ struct OpenFile {
     version: Mutex<Option<String>>,
     /// Set for scratch files: commits go here, never to the vault.
     scratch: Option<Arc<ScratchFile>>,
+    /// The file was removed while open: as on any POSIX filesystem, what is still written to
+    /// it goes nowhere (it must not bring the secret back).
+    unlinked: std::sync::atomic::AtomicBool,
 }
 
 /// An editor's scratch file (swap, backup, temporary): a name Key Vault cannot hold, kept in
@@ -963,6 +966,7 @@ impl SecretFs {
             dirty_size: Mutex::new(None),
             version: Mutex::new(None),
             scratch: None,
+            unlinked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -999,6 +1003,7 @@ impl SecretFs {
             dirty_size: Mutex::new(truncate.then_some(0)),
             version: Mutex::new(None),
             scratch: Some(file),
+            unlinked: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Opened {
             fh,
@@ -1076,6 +1081,7 @@ impl SecretFs {
             dirty_size: Mutex::new(dirty_size),
             version: Mutex::new(version),
             scratch: None,
+            unlinked: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Opened {
             fh,
@@ -1357,6 +1363,15 @@ impl SecretFs {
                 Some(error) => Err(error.clone()),
                 None => Ok(()),
             };
+        }
+        if file.unlinked.load(Ordering::SeqCst) {
+            debug!(
+                secret = file.name.as_str(),
+                "discarding writes to a removed file"
+            );
+            state.dirty = false;
+            *file.dirty_size.lock() = None;
+            return Ok(());
         }
         if let Some(scratch) = &file.scratch {
             *scratch.content.lock() = Zeroizing::new(state.content().to_vec());
@@ -1642,12 +1657,17 @@ impl SecretFs {
         self.listings.invalidate(ALL_SECRETS);
         self.listings.invalidate(DELETED_SECRETS);
         self.listings.invalidate(&versions_key(&key));
-        {
+        let ino = {
             let mut inodes = self.inodes.lock();
-            if let Some(ino) = inodes.lookup(&NodeKey::Secret(key)) {
-                if let Some(node) = inodes.get_mut(ino) {
-                    node.kernel_version = None;
-                }
+            let ino = inodes.lookup(&NodeKey::Secret(key));
+            if let Some(node) = ino.and_then(|ino| inodes.get_mut(ino)) {
+                node.kernel_version = None;
+            }
+            ino
+        };
+        if let Some(ino) = ino {
+            for file in self.files.lock().values().filter(|f| f.ino == ino) {
+                file.unlinked.store(true, Ordering::SeqCst);
             }
         }
         // Other spellings of the name may still be cached by the kernel.

@@ -949,3 +949,17 @@ async fn a_placeholder_gives_way_to_a_secret_another_client_created() {
         14
     );
 }
+
+#[tokio::test]
+async fn writes_to_a_file_removed_while_open_go_nowhere() {
+    let (store, fs) = setup(config());
+    store.seed("s", "v", &[]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let fh = fs.open(ino, WRITE).await.expect("open").fh;
+    fs.write(fh, 0, b"late").await.expect("write");
+    fs.unlink(ROOT_INO, "s").await.expect("rm");
+    fs.release(fh).await.expect("close");
+    assert_eq!(store.calls("set"), 0);
+    assert_eq!(store.calls("recover"), 0, "the secret was not brought back");
+    assert!(store.current("s").is_none());
+}
