@@ -2201,18 +2201,30 @@ impl SecretFs {
     /// The secret behind `ino`, for attribute calls; `None` for anything else.
     async fn xattr_target(&self, ino: u64) -> Result<Option<Arc<SecretData>>, FsError> {
         let (key, name) = self.node(ino)?;
-        let NodeKey::Secret(secret_key) = key else {
-            return Ok(None);
+        let fetched = match key {
+            NodeKey::Secret(secret_key) => {
+                if self.placeholders.lock().contains_key(&secret_key) {
+                    return Ok(None);
+                }
+                self.load_secret(&name).await?
+            }
+            // Old versions show their properties too (read-only).
+            NodeKey::Version(_, version) => self.load_version(&name, &version).await?,
+            _ => return Ok(None),
         };
-        if self.placeholders.lock().contains_key(&secret_key) {
-            return Ok(None);
+        Ok(Some(fetched.value.ok_or(FsError::NotFound { name })?))
+    }
+
+    /// Properties can be changed on the current version only.
+    fn check_properties_writable(&self, ino: u64, name: &str) -> Result<(), FsError> {
+        self.check_writable(name)?;
+        match self.node(ino)?.0 {
+            NodeKey::Secret(_) => Ok(()),
+            _ => Err(FsError::NotPermitted {
+                name: name.to_owned(),
+                reason: "old versions are read-only".into(),
+            }),
         }
-        Ok(Some(
-            self.load_secret(&name)
-                .await?
-                .value
-                .ok_or(FsError::NotFound { name })?,
-        ))
     }
 
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
@@ -2241,7 +2253,7 @@ impl SecretFs {
         let data = self.xattr_target(ino).await?.ok_or(FsError::Unsupported {
             name: attribute.to_owned(),
         })?;
-        self.check_writable(&data.name)?;
+        self.check_properties_writable(ino, &data.name)?;
         let value = std::str::from_utf8(value).map_err(|_| FsError::InvalidArgument {
             name: data.name.clone(),
             reason: format!("{attribute} must be UTF-8 text"),
@@ -2256,7 +2268,7 @@ impl SecretFs {
             name: String::new(),
             attribute: attribute.to_owned(),
         })?;
-        self.check_writable(&data.name)?;
+        self.check_properties_writable(ino, &data.name)?;
         let update = xattr::remove(&data, attribute)
             .map_err(|refusal| self.xattr_refusal(&data.name, attribute, refusal))?;
         self.update_properties(ino, &data, update).await

@@ -634,6 +634,25 @@ async fn properties_show_and_change_as_extended_attributes() {
     ));
     // The value is still served from the cache after property changes.
     assert_eq!(read_all(&fs, "s").await.expect("read"), b"v");
+
+    // Old versions show their properties, read-only.
+    let versions_of = fs.lookup(VERSIONS_DIR_INO, "s").await.expect("versions");
+    let fh = fs.opendir(versions_of.attr.ino).expect("opendir");
+    let entries = fs
+        .readdir(versions_of.attr.ino, fh, 0)
+        .await
+        .expect("readdir");
+    let version = entries.last().expect("a version").clone();
+    assert_eq!(
+        fs.getxattr(version.ino, "user.akv.version")
+            .await
+            .expect("version xattr"),
+        version.name.as_bytes()
+    );
+    assert!(matches!(
+        fs.setxattr(version.ino, "user.akv.tags.x", b"y").await,
+        Err(FsError::NotPermitted { .. })
+    ));
 }
 
 /// vim with default settings (backupcopy=auto → rename): swap file, the `4913` probe, rename
