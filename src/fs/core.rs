@@ -145,15 +145,16 @@ impl FileState {
     fn encoding(&self) -> Encoding {
         self.base.as_ref().map_or(Encoding::Text, |b| b.encoding)
     }
+}
 
-    /// The buffer to write into, starting from the current content.
-    fn buffer_mut(&mut self) -> &mut Zeroizing<Vec<u8>> {
-        if self.buffer.is_none() {
-            self.buffer = Some(Zeroizing::new(self.content().to_vec()));
-        }
-        self.buffer
-            .get_or_insert_with(|| Zeroizing::new(Vec::new()))
-    }
+/// `content` cut or zero-extended to `size`, in a fresh allocation of exactly that size: growing
+/// a buffer in place could reallocate and leave a copy of the secret in freed memory, which
+/// `Zeroizing` never sees.
+fn resized_copy(content: &[u8], size: usize) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(size));
+    out.extend_from_slice(&content[..content.len().min(size)]);
+    out.resize(size, 0);
+    out
 }
 
 struct OpenFile {
@@ -1294,10 +1295,7 @@ impl SecretFs {
             return Err(too_large(&mut state));
         }
         // Check on a copy first: a refused write must not change the buffer.
-        let mut candidate = Zeroizing::new(state.content().to_vec());
-        if candidate.len() < end {
-            candidate.resize(end, 0);
-        }
+        let mut candidate = resized_copy(state.content(), current_len.max(end));
         candidate[start..end].copy_from_slice(data);
         if file.scratch.is_none() && !content::fits(&candidate, encoding) {
             return Err(too_large(&mut state));
@@ -1583,13 +1581,13 @@ impl SecretFs {
             });
         }
         let encoding = state.encoding();
-        let buffer = state.buffer_mut();
-        buffer.resize(size, 0);
-        if file.scratch.is_none() && !content::fits(buffer, encoding) {
+        let truncated = resized_copy(state.content(), size);
+        if file.scratch.is_none() && !content::fits(&truncated, encoding) {
             return Err(FsError::TooLarge {
                 name: file.name.clone(),
             });
         }
+        state.buffer = Some(truncated);
         state.dirty = true;
         state.failed = None;
         *file.dirty_size.lock() = Some(size as u64);
