@@ -871,6 +871,29 @@ mod mount_tests {
     }
 
     #[test]
+    fn unmount_with_a_file_open_detaches_and_finishes_when_it_closes() {
+        let Some(mut m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("s", "v", &[]);
+        let held = std::fs::File::open(m.dir.path().join("s")).expect("open");
+        let handle = m.handle.take().expect("handle");
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        handle.unmount().expect("unmount");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        closer.join().expect("closer");
+        assert!(!m.dir.path().join("s").exists(), "no longer mounted");
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,
