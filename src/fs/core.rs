@@ -453,16 +453,17 @@ impl SecretFs {
                             let listed = self.listed_secret(&key);
                             Ok(Some(SecretData::disabled(name, listed.as_ref())))
                         }
-                        Err(error) => Err(error),
+                        Err(error) => {
+                            // Logged once per vault call, not once per coalesced reader.
+                            warn!(secret = name, %error, "could not read secret");
+                            Err(error)
+                        }
                     }
                 },
                 is_transient,
             )
             .await
-            .map_err(|error| {
-                warn!(secret = name, %error, "could not read secret");
-                FsError::from(error)
-            })?;
+            .map_err(FsError::from)?;
         if let Some(error) = &fetched.stale_because {
             warn!(secret = name, %error, "vault failed; serving the cached value (--stale-if-error)");
         }
