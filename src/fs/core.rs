@@ -588,7 +588,7 @@ impl SecretFs {
                     if items.is_empty() {
                         return Ok(None);
                     }
-                    let listed = items
+                    let mut listed: Vec<ListedSecret> = items
                         .into_iter()
                         .filter_map(|item| {
                             let id = SecretId::parse(item.id.as_deref()?)?;
@@ -600,6 +600,8 @@ impl SecretFs {
                             })
                         })
                         .collect();
+                    // Oldest first, so `ls .versions/NAME` reads as a history.
+                    listed.sort_by_key(|l| l.attributes.created);
                     Ok(Some(Listing(listed)))
                 },
                 is_transient,
