@@ -1,8 +1,9 @@
 //! Thin `fuser::Filesystem` adapter over the filesystem core.
 //!
-//! Each handler decodes its arguments, runs the core operation with `Handle::block_on` (on a
-//! fuser worker thread, never inside a tokio task), and replies. Errors become errnos in one
-//! place, [`errno`]. A panic in the core is caught and answered with EIO, so the mount survives.
+//! Each handler decodes its arguments, hands the core operation to [`FuseAdapter::dispatch`]
+//! (answered inline when cached, else finished as a task on the tokio runtime), and replies.
+//! Errors become errnos in one place, [`errno`]. A panic in the core answers EIO, so the mount
+//! survives.
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -10,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
 use fuser::{
@@ -20,6 +22,7 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 use tracing::{debug, error};
+use zeroize::Zeroizing;
 
 use crate::fs::{Attr, FileKind, FsError, KernelNotifier, OpenMode, Opened, SecretFs, SetAttr};
 
@@ -159,29 +162,57 @@ pub struct FuseAdapter {
     runtime: Handle,
 }
 
+fn to_errno<T>(operation: &'static str, result: Result<T, FsError>) -> Result<T, Errno> {
+    result.map_err(|error| {
+        debug!(operation, %error, "operation failed");
+        errno(&error)
+    })
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Directory => FileType::Directory,
+    }
+}
+
 impl FuseAdapter {
     pub fn new(fs: Arc<SecretFs>, runtime: Handle) -> FuseAdapter {
         FuseAdapter { fs, runtime }
     }
 
-    /// Run a core operation to completion on the runtime, mapping its error to an errno.
-    fn run<T>(
-        &self,
-        operation: &str,
-        future: impl Future<Output = Result<T, FsError>>,
-    ) -> Result<T, Errno> {
-        match catch_unwind(AssertUnwindSafe(|| self.runtime.block_on(future))) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                debug!(operation, %error, "operation failed");
-                Err(errno(&error))
+    /// Run a core operation and answer with `respond`. The operation is polled once right
+    /// here: cached answers (the common case) reply without leaving this thread. One that has
+    /// to wait for the vault continues as a task on the runtime and replies from there, so a
+    /// slow secret never holds a FUSE worker and never blocks other secrets. A panic answers
+    /// EIO (a reply dropped unsent answers EIO too), so the mount survives.
+    fn dispatch<T, F, R>(&self, operation: &'static str, future: F, respond: R)
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, FsError>> + Send + 'static,
+        R: FnOnce(Result<T, Errno>) + Send + 'static,
+    {
+        let mut future = Box::pin(future);
+        let polled = {
+            // Tokio resources (timers, I/O, locks) need the runtime's context when polled.
+            let _context = self.runtime.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
+        };
+        match polled {
+            Ok(Poll::Ready(result)) => respond(to_errno(operation, result)),
+            Ok(Poll::Pending) => {
+                self.runtime.spawn(async move {
+                    // Polled again here with the task's waker.
+                    respond(to_errno(operation, future.await));
+                });
             }
             Err(_) => {
                 error!(
                     operation,
                     "internal error: the operation panicked; answering EIO"
                 );
-                Err(Errno::EIO)
+                respond(Err(Errno::EIO));
             }
         }
     }
@@ -191,24 +222,39 @@ impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // O_TRUNC arrives with open() instead of as a separate setattr.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Lookups in the top directory run in parallel: without this the kernel serializes
+        // them, and one slow secret would hold up every other name.
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // Readahead and other background requests: allow many in flight (default 16).
+        let _ = config.set_max_background(64);
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Some(name) = name_str(name) else {
+        let Some(name) = name_str(name).map(str::to_owned) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.run("lookup", self.fs.lookup(parent.0, name)) {
-            Ok(entry) => reply.entry(&entry.ttl, &file_attr(&entry.attr), Generation(0)),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "lookup",
+            async move { fs.lookup(parent.0, &name).await },
+            move |result| match result {
+                Ok(entry) => reply.entry(&entry.ttl, &file_attr(&entry.attr), Generation(0)),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.run("getattr", self.fs.getattr(ino.0)) {
-            Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "getattr",
+            async move { fs.getattr(ino.0).await },
+            move |result| match result {
+                Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn setattr(
@@ -235,13 +281,15 @@ impl Filesystem for FuseAdapter {
             uid,
             gid,
         };
-        match self.run(
+        let fs = self.fs.clone();
+        self.dispatch(
             "setattr",
-            self.fs.setattr(ino.0, fh.map(|fh| fh.0), changes),
-        ) {
-            Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
-            Err(errno) => reply.error(errno),
-        }
+            async move { fs.setattr(ino.0, fh.map(|fh| fh.0), changes).await },
+            move |result| match result {
+                Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn mknod(
@@ -270,13 +318,15 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name_str(name) else {
+        let Some(name) = name_str(name).map(str::to_owned) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.run("unlink", self.fs.unlink(parent.0, name)) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "unlink",
+            async move { fs.unlink(parent.0, &name).await },
+            move |result| reply_empty(reply, result),
+        );
     }
 
     fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
@@ -304,7 +354,10 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (Some(name), Some(newname)) = (name_str(name), name_str(newname)) else {
+        let (Some(name), Some(newname)) = (
+            name_str(name).map(str::to_owned),
+            name_str(newname).map(str::to_owned),
+        ) else {
             return reply.error(Errno::ENOENT);
         };
         if flags.contains(RenameFlags::RENAME_EXCHANGE)
@@ -313,14 +366,15 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::EINVAL);
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self.run(
+        let fs = self.fs.clone();
+        self.dispatch(
             "rename",
-            self.fs
-                .rename(parent.0, name, newparent.0, newname, no_replace),
-        ) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
+            async move {
+                fs.rename(parent.0, &name, newparent.0, &newname, no_replace)
+                    .await
+            },
+            move |result| reply_empty(reply, result),
+        );
     }
 
     fn link(
@@ -335,10 +389,15 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.run("open", self.fs.open(ino.0, open_mode(flags.0))) {
-            Ok(opened) => reply.opened(FileHandle(opened.fh), open_flags(opened)),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "open",
+            async move { fs.open(ino.0, open_mode(flags.0)).await },
+            move |result| match result {
+                Ok(opened) => reply.opened(FileHandle(opened.fh), open_flags(opened)),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn read(
@@ -352,10 +411,15 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.run("read", self.fs.read(fh.0, offset, size)) {
-            Ok(data) => reply.data(&data),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "read",
+            async move { fs.read(fh.0, offset, size).await },
+            move |result| match result {
+                Ok(data) => reply.data(&data),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn write(
@@ -370,10 +434,16 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.run("write", self.fs.write(fh.0, offset, data)) {
-            Ok(written) => reply.written(written),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        let data = Zeroizing::new(data.to_vec());
+        self.dispatch(
+            "write",
+            async move { fs.write(fh.0, offset, &data).await },
+            move |result| match result {
+                Ok(written) => reply.written(written),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn flush(
@@ -384,10 +454,12 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.run("flush", self.fs.flush(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "flush",
+            async move { fs.flush(fh.0).await },
+            move |result| reply_empty(reply, result),
+        );
     }
 
     fn release(
@@ -400,10 +472,12 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.run("release", self.fs.release(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "release",
+            async move { fs.release(fh.0).await },
+            move |result| reply_empty(reply, result),
+        );
     }
 
     fn fsync(
@@ -414,10 +488,12 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.run("fsync", self.fs.fsync(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "fsync",
+            async move { fs.fsync(fh.0).await },
+            move |result| reply_empty(reply, result),
+        );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -435,22 +511,29 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.run("readdir", self.fs.readdir(ino.0, fh.0, offset)) {
-            Ok(entries) => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX);
-                for entry in entries.iter().skip(start) {
-                    let kind = match entry.kind {
-                        FileKind::File => FileType::RegularFile,
-                        FileKind::Directory => FileType::Directory,
-                    };
-                    if reply.add(INodeNo(entry.ino), entry.offset, kind, &entry.name) {
-                        break;
+        let fs = self.fs.clone();
+        self.dispatch(
+            "readdir",
+            async move { fs.readdir(ino.0, fh.0, offset).await },
+            move |result| match result {
+                Ok(entries) => {
+                    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                    for entry in entries.iter().skip(start) {
+                        let full = reply.add(
+                            INodeNo(entry.ino),
+                            entry.offset,
+                            file_type(entry.kind),
+                            &entry.name,
+                        );
+                        if full {
+                            break;
+                        }
                     }
+                    reply.ok();
                 }
-                reply.ok();
-            }
-            Err(errno) => reply.error(errno),
-        }
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn releasedir(
@@ -486,47 +569,62 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let Some(name) = name_str(name) else {
+        let Some(name) = name_str(name).map(str::to_owned) else {
             return reply.error(Errno::EOPNOTSUPP);
         };
-        match self.run("setxattr", self.fs.setxattr(ino.0, name, value)) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        let value = value.to_vec();
+        self.dispatch(
+            "setxattr",
+            async move { fs.setxattr(ino.0, &name, &value).await },
+            move |result| reply_empty(reply, result),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let Some(name) = name_str(name) else {
+        let Some(name) = name_str(name).map(str::to_owned) else {
             return reply.error(Errno::ENODATA);
         };
-        match self.run("getxattr", self.fs.getxattr(ino.0, name)) {
-            Ok(value) => reply_xattr(reply, size, &value),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "getxattr",
+            async move { fs.getxattr(ino.0, &name).await },
+            move |result| match result {
+                Ok(value) => reply_xattr(reply, size, &value),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.run("listxattr", self.fs.listxattr(ino.0)) {
-            Ok(names) => {
-                let mut list = Vec::new();
-                for name in names {
-                    list.extend_from_slice(name.as_bytes());
-                    list.push(0);
+        let fs = self.fs.clone();
+        self.dispatch(
+            "listxattr",
+            async move { fs.listxattr(ino.0).await },
+            move |result| match result {
+                Ok(names) => {
+                    let mut list = Vec::new();
+                    for name in names {
+                        list.extend_from_slice(name.as_bytes());
+                        list.push(0);
+                    }
+                    reply_xattr(reply, size, &list);
                 }
-                reply_xattr(reply, size, &list);
-            }
-            Err(errno) => reply.error(errno),
-        }
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name_str(name) else {
+        let Some(name) = name_str(name).map(str::to_owned) else {
             return reply.error(Errno::ENODATA);
         };
-        match self.run("removexattr", self.fs.removexattr(ino.0, name)) {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "removexattr",
+            async move { fs.removexattr(ino.0, &name).await },
+            move |result| reply_empty(reply, result),
+        );
     }
 
     fn create(
@@ -539,19 +637,31 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let Some(name) = name_str(name) else {
+        let Some(name) = name_str(name).map(str::to_owned) else {
             return reply.error(Errno::EINVAL);
         };
-        match self.run("create", self.fs.create(parent.0, name, open_mode(flags))) {
-            Ok((entry, opened)) => reply.created(
-                &entry.ttl,
-                &file_attr(&entry.attr),
-                Generation(0),
-                FileHandle(opened.fh),
-                open_flags(opened),
-            ),
-            Err(errno) => reply.error(errno),
-        }
+        let fs = self.fs.clone();
+        self.dispatch(
+            "create",
+            async move { fs.create(parent.0, &name, open_mode(flags)).await },
+            move |result| match result {
+                Ok((entry, opened)) => reply.created(
+                    &entry.ttl,
+                    &file_attr(&entry.attr),
+                    Generation(0),
+                    FileHandle(opened.fh),
+                    open_flags(opened),
+                ),
+                Err(errno) => reply.error(errno),
+            },
+        );
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(errno) => reply.error(errno),
     }
 }
 

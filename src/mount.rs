@@ -173,10 +173,12 @@ pub fn mount(
     config.mount_options = mount_options;
     config.acl = acl;
     config.n_threads = Some(options.worker_threads.max(1));
+    // Each worker reads its own /dev/fuse clone: no contention on one descriptor.
+    config.clone_fd = true;
 
     recover_stale_mount(&options.mountpoint);
 
-    let fs = Arc::new(SecretFs::new(store, fs_config));
+    let fs = SecretFs::new(store, fs_config);
     let kernel = Arc::new(OnceLock::new());
     fs.set_notifier(Arc::new(QueuedNotifier::start(kernel.clone())?));
     let adapter = FuseAdapter::new(fs.clone(), runtime.clone());
@@ -208,13 +210,15 @@ pub fn mount(
 }
 
 /// After `kill -9` of a previous daemon the mountpoint answers ENOTCONN ("Transport endpoint
-/// is not connected"); detach that dead mount so a new one can take its place.
-fn recover_stale_mount(mountpoint: &Path) {
+/// is not connected"); detach that dead mount so a new one can take its place. [`mount`] does
+/// this itself; callers that inspect the mountpoint first should call it before. Answers
+/// whether a dead mount was found.
+pub fn recover_stale_mount(mountpoint: &Path) -> bool {
     let Err(error) = std::fs::metadata(mountpoint) else {
-        return;
+        return false;
     };
     if error.raw_os_error() != Some(libc::ENOTCONN) {
-        return;
+        return false;
     }
     warn!(mountpoint = %mountpoint.display(), "found a dead mount (its daemon is gone); detaching it");
     let detached = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
@@ -228,6 +232,7 @@ fn recover_stale_mount(mountpoint: &Path) {
             .arg(mountpoint)
             .status();
     }
+    true
 }
 
 /// Run `future` to completion from any context, including inside the runtime (on a helper
@@ -361,6 +366,10 @@ mod mount_tests {
     }
 
     fn mounted(config: FsConfig) -> Option<Mounted> {
+        mounted_with_threads(config, 8)
+    }
+
+    fn mounted_with_threads(config: FsConfig, worker_threads: usize) -> Option<Mounted> {
         if !can_mount() {
             eprintln!("skipped: needs root and /dev/fuse");
             return None;
@@ -375,7 +384,10 @@ mod mount_tests {
             store.clone(),
             runtime.handle().clone(),
             config,
-            MountOptions::new(dir.path()),
+            MountOptions {
+                worker_threads,
+                ..MountOptions::new(dir.path())
+            },
         )
         .expect("mount");
         Some(Mounted {
@@ -535,6 +547,353 @@ mod mount_tests {
     }
 
     #[test]
+    fn an_external_unmount_resolves_unmounted_and_pending_writes_commit_from_async_code() {
+        let Some(mut m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let path = m.dir.path().join("pending");
+        let mut file = std::fs::File::create(&path).expect("create");
+        file.write_all(b"not closed yet").expect("write");
+        let handle = m.handle.take().expect("handle");
+        // The app calls these from async code (signal handling).
+        m._runtime.block_on(async {
+            handle.commit_pending();
+        });
+        assert_eq!(
+            m.store.current("pending").expect("committed").0,
+            "not closed yet"
+        );
+        drop(file);
+        assert_eq!(
+            m.store.calls("set"),
+            1,
+            "close after commit_pending sets nothing more"
+        );
+        let status = std::process::Command::new("umount")
+            .arg(m.dir.path())
+            .status()
+            .expect("umount");
+        assert!(status.success());
+        m._runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), handle.unmounted())
+                .await
+                .expect("unmounted() resolves after an external umount");
+        });
+        handle
+            .unmount()
+            .expect("unmount after external unmount is fine");
+    }
+
+    /// A FUSE mount whose daemon is gone, as after `kill -9`: mounted, then its /dev/fuse fd
+    /// closed.
+    fn make_dead_mount(dir: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(dev) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+        else {
+            return false;
+        };
+        let data = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
+        let (Ok(source), Ok(target), Ok(kind), Ok(data)) = (
+            std::ffi::CString::new("akvfs-dead"),
+            std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()),
+            std::ffi::CString::new("fuse"),
+            std::ffi::CString::new(data),
+        ) else {
+            return false;
+        };
+        // SAFETY: valid NUL-terminated strings that outlive the call.
+        let mounted = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                kind.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        } == 0;
+        drop(dev);
+        mounted
+    }
+
+    #[test]
+    fn a_dead_mount_left_by_a_killed_daemon_is_recovered() {
+        if !can_mount() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        if !make_dead_mount(dir.path()) {
+            eprintln!("skipped: could not create a dead mount");
+            return;
+        }
+        let error = std::fs::metadata(dir.path()).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOTCONN));
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let store = Arc::new(MemoryStore::new());
+        store.seed("s", "v", &[]);
+        let handle = mount(
+            store,
+            runtime.handle().clone(),
+            FsConfig::default(),
+            MountOptions::new(dir.path()),
+        )
+        .expect("mount over the dead one");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("s")).expect("cat"),
+            "v"
+        );
+        handle.unmount().expect("unmount");
+    }
+
+    #[test]
+    fn readers_never_see_a_partial_value_while_a_writer_is_busy() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let path = m.dir.path().join("s");
+        let old = "x".repeat(5000);
+        m.store.seed("s", &old, &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), old);
+        let mut writer = std::fs::File::create(&path).expect("open O_TRUNC");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat during truncate"),
+            old
+        );
+        writer.write_all(b"new").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat during write"),
+            old
+        );
+        writer.write_all(&[b'y'; 9000]).expect("write more");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("cat during write"),
+            old
+        );
+        drop(writer);
+        let new = std::fs::read_to_string(&path).expect("cat after close");
+        assert_eq!(new.len(), 9003);
+        assert!(new.starts_with("newyyy"));
+    }
+
+    #[test]
+    fn a_slow_secret_never_blocks_reads_of_other_secrets() {
+        let Some(m) = mounted_with_threads(FsConfig::default(), 2) else {
+            return;
+        };
+        m.store.seed("slow", "s", &[]);
+        m.store.seed("fast", "f", &[]);
+        m.store.set_slow_secret("slow", Duration::from_secs(2));
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = m.dir.path().join("slow");
+                std::thread::spawn(move || std::fs::read_to_string(path))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join("fast")).expect("cat fast"),
+            "f"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "blocked behind the slow secret: {:?}",
+            started.elapsed()
+        );
+        for reader in readers {
+            assert_eq!(reader.join().expect("join").expect("cat slow"), "s");
+        }
+        assert_eq!(m.store.calls("get"), 2, "8 slow readers shared one get");
+    }
+
+    /// Not a pass/fail test: prints the cost of a warm open+read+close
+    /// (`cargo test --lib warm_read_cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn warm_read_cost() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("warm", &"x".repeat(1024), &[]);
+        let path = m.dir.path().join("warm");
+        let mut buffer = Vec::with_capacity(4096);
+        let started = std::time::Instant::now();
+        for _ in 0..10_000 {
+            use std::io::Read;
+            buffer.clear();
+            let mut file = std::fs::File::open(&path).expect("open");
+            file.read_to_end(&mut buffer).expect("read");
+        }
+        eprintln!(
+            "warm open+read+close: {:?} each, {} gets",
+            started.elapsed() / 10_000,
+            m.store.calls("get")
+        );
+    }
+
+    #[test]
+    fn mv_copies_a_secret_to_a_new_name_and_deletes_the_old_one() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("a", "value", &[("k", "v")]);
+        std::fs::rename(m.dir.path().join("a"), m.dir.path().join("b")).expect("mv");
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join("b")).expect("cat"),
+            "value"
+        );
+        assert!(!m.dir.path().join("a").exists());
+        assert_eq!(m.store.calls("set"), 1);
+        assert_eq!(m.store.calls("delete"), 1);
+    }
+
+    #[test]
+    fn extended_attributes_and_recovery_through_the_kernel() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("s", "v", &[("env", "prod")]);
+        let path = std::ffi::CString::new(m.dir.path().join("s").as_os_str().as_encoded_bytes())
+            .expect("path");
+        let get = |attribute: &str| -> Option<String> {
+            let attribute = std::ffi::CString::new(attribute).expect("name");
+            let mut buffer = [0u8; 256];
+            // SAFETY: valid C strings and a buffer of the given length.
+            let n = unsafe {
+                libc::getxattr(
+                    path.as_ptr(),
+                    attribute.as_ptr(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            };
+            usize::try_from(n)
+                .ok()
+                .map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned())
+        };
+        assert_eq!(get("user.akv.tags.env").as_deref(), Some("prod"));
+        assert_eq!(get("user.akv.enabled").as_deref(), Some("true"));
+        assert_eq!(get("user.akv.nope"), None);
+        let attribute = std::ffi::CString::new("user.akv.tags.team").expect("name");
+        // SAFETY: valid C strings and a value of the given length.
+        let set = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                attribute.as_ptr(),
+                b"blue".as_ptr().cast(),
+                4,
+                0,
+            )
+        };
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        let tags = m.store.current("s").expect("s").1.expect("tags");
+        assert_eq!(tags.get("team").map(String::as_str), Some("blue"));
+        assert_eq!(m.store.calls("set"), 0, "no new version");
+
+        std::fs::remove_file(m.dir.path().join("s")).expect("rm");
+        std::fs::rename(m.dir.path().join(".deleted/s"), m.dir.path().join("s"))
+            .expect("mv .deleted/s s");
+        assert_eq!(m.store.calls("recover"), 1);
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join("s")).expect("cat"),
+            "v"
+        );
+    }
+
+    #[test]
+    fn ls_long_costs_one_get_per_secret_fetched_concurrently() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        for i in 0..40 {
+            m.store.seed(&format!("s{i:02}"), &"v".repeat(i), &[]);
+        }
+        m.store.set_get_delay(Duration::from_millis(20));
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new("ls")
+            .args(["-l", "--color=never"])
+            .current_dir(m.dir.path())
+            .output()
+            .expect("ls -l");
+        let elapsed = started.elapsed();
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" 39 ") && l.ends_with("s39")),
+            "{text}"
+        );
+        assert_eq!(m.store.calls("get"), 40);
+        assert!(elapsed < Duration::from_millis(40 * 20 / 2), "{elapsed:?}");
+        // A second ls -l inside the TTL costs nothing.
+        std::process::Command::new("ls")
+            .arg("-l")
+            .current_dir(m.dir.path())
+            .output()
+            .expect("ls -l");
+        assert_eq!(m.store.calls("get"), 40);
+    }
+
+    #[test]
+    fn drop_caches_shows_another_clients_change_at_once() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        let path = m.dir.path().join("s");
+        m.store.seed("s", "first", &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cat"), "first");
+        m.store.seed("s", "second, longer", &[]);
+        assert_eq!(std::fs::read_to_string(&path).expect("cached"), "first");
+        m.handle.as_ref().expect("handle").drop_caches();
+        // The kernel's invalidation is queued to its own thread.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("after SIGHUP"),
+            "second, longer"
+        );
+    }
+
+    #[test]
+    fn disabled_secrets_are_listed_with_mode_0000_and_refuse_reads_even_for_root() {
+        let Some(m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("off", "v", &[]);
+        m.store.disable("off");
+        let path = m.dir.path().join("off");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0);
+        let error = std::fs::read_to_string(&path).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EACCES));
+    }
+
+    #[test]
+    fn unmount_with_a_file_open_detaches_and_finishes_when_it_closes() {
+        let Some(mut m) = mounted(FsConfig::default()) else {
+            return;
+        };
+        m.store.seed("s", "v", &[]);
+        let held = std::fs::File::open(m.dir.path().join("s")).expect("open");
+        let handle = m.handle.take().expect("handle");
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        handle.unmount().expect("unmount");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        closer.join().expect("closer");
+        assert!(!m.dir.path().join("s").exists(), "no longer mounted");
+    }
+
+    #[test]
     fn read_only_mounts_answer_erofs() {
         let Some(m) = mounted(FsConfig {
             read_only: true,
@@ -549,5 +908,115 @@ mod mount_tests {
             std::fs::read_to_string(m.dir.path().join("s")).expect("cat"),
             "v"
         );
+    }
+}
+
+/// The floor for the warm-read benchmark: the smallest possible in-memory FUSE filesystem,
+/// with the same mount settings (`cargo test --release --lib floor_read_cost -- --ignored
+/// --nocapture`, compare with `warm_read_cost`).
+#[cfg(test)]
+mod floor {
+    use super::*;
+    use fuser::{
+        FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+        OpenFlags, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, Request,
+    };
+    use std::ffi::OsStr;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    struct Floor;
+
+    fn attr(ino: u64) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: if ino == 1 { 0 } else { 1024 },
+            blocks: 2,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: SystemTime::UNIX_EPOCH,
+            kind: if ino == 1 {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            },
+            perm: if ino == 1 { 0o700 } else { 0o600 },
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    impl Filesystem for Floor {
+        fn lookup(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEntry) {
+            reply.entry(&TTL, &attr(2), Generation(0));
+        }
+        fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+            reply.attr(&TTL, &attr(ino.0));
+        }
+        fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+            reply.opened(FileHandle(1), FopenFlags::FOPEN_KEEP_CACHE);
+        }
+        fn read(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            offset: u64,
+            _size: u32,
+            _flags: OpenFlags,
+            _lock_owner: Option<LockOwner>,
+            reply: ReplyData,
+        ) {
+            let data = [b'x'; 1024];
+            reply.data(&data[usize::try_from(offset).unwrap_or(1024).min(1024)..]);
+        }
+        fn flush(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            _lock_owner: LockOwner,
+            reply: ReplyEmpty,
+        ) {
+            reply.ok();
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn floor_read_cost() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName("floor".into()),
+            MountOption::DefaultPermissions,
+        ];
+        config.n_threads = Some(8);
+        config.clone_fd = true;
+        let session = fuser::spawn_mount(Floor, dir.path(), &config).expect("mount");
+        let path = dir.path().join("f");
+        let mut buffer = Vec::with_capacity(4096);
+        let started = std::time::Instant::now();
+        for _ in 0..10_000 {
+            use std::io::Read;
+            buffer.clear();
+            let mut file = std::fs::File::open(&path).expect("open");
+            file.read_to_end(&mut buffer).expect("read");
+        }
+        eprintln!(
+            "floor open+read+close: {:?} each",
+            started.elapsed() / 10_000
+        );
+        drop(session);
     }
 }

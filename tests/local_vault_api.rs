@@ -1197,3 +1197,45 @@ async fn tokens_live_exactly_token_ttl_on_the_vault_clock() {
         "a fresh challenge"
     );
 }
+
+#[tokio::test]
+async fn short_pages_control_makes_pages_short_but_loses_nothing() {
+    let tv = TestVault::start_with(|c| c.throttle_per_10s = None).await;
+    let admin = tv.admin();
+    admin.seed("s-", 200, "v").await.expect("seed");
+    admin.set_short_pages(true).await.expect("short pages");
+    let mut sizes = Vec::new();
+    let mut seen = Vec::new();
+    let mut next = Some(tv.url("/secrets"));
+    while let Some(url) = next {
+        let page: Value = tv
+            .http
+            .get(&url)
+            .bearer_auth(&tv.token)
+            .send()
+            .await
+            .expect("page")
+            .json()
+            .await
+            .expect("json");
+        let items = page["value"].as_array().expect("value");
+        sizes.push(items.len());
+        seen.extend(
+            items
+                .iter()
+                .map(|i| i["id"].as_str().expect("id").to_owned()),
+        );
+        next = page["nextLink"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen.len(), 200, "every secret exactly once");
+    seen.dedup();
+    assert_eq!(seen.len(), 200);
+    assert!(sizes.iter().all(|n| (1..=25).contains(n)), "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().any(|n| *n < 25),
+        "some non-final page is short: {sizes:?}"
+    );
+    admin.set_short_pages(false).await.expect("full pages");
+    let (_, page) = tv.get("/secrets").await;
+    assert_eq!(page["value"].as_array().expect("value").len(), 25);
+}

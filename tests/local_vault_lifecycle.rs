@@ -286,3 +286,43 @@ async fn cloud_style_hostname_gets_a_certificate_and_the_parent_domain_resource(
         .expect("id")
         .starts_with(&format!("{base}/secrets/cn/")));
 }
+
+#[tokio::test]
+async fn env_file_sources_in_a_posix_shell_even_from_an_awkward_path() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    // A data dir whose path needs quoting in a shell.
+    let dir = parent.path().join("data dir's $HOME");
+    let vault = LocalVault::start(config(&dir)).await.expect("start");
+    let env = vault.env();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            r#". "$1" && printf '%s\n' "$AKVFS_VAULT_URL" "$AKVFS_CA_FILE" "$REQUESTS_CA_BUNDLE" "$SSL_CERT_FILE" "$AKVFS_CLIENT_SECRET" "$IDENTITY_ENDPOINT" "$IDENTITY_HEADER" "${AZURE_CLIENT_SECRET-unset}""#,
+        )
+        .arg("sh")
+        .arg(vault.env_file())
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let ca = env.ca_file.display().to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            env.vault_url.as_str(),
+            ca.as_str(),
+            ca.as_str(),
+            ca.as_str(),
+            env.client_secret.expose(),
+            env.identity_endpoint.as_str(),
+            env.identity_header.expose(),
+            "unset",
+        ]
+    );
+    assert!(ca.contains("data dir's $HOME"));
+}

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
@@ -145,15 +145,16 @@ impl FileState {
     fn encoding(&self) -> Encoding {
         self.base.as_ref().map_or(Encoding::Text, |b| b.encoding)
     }
+}
 
-    /// The buffer to write into, starting from the current content.
-    fn buffer_mut(&mut self) -> &mut Zeroizing<Vec<u8>> {
-        if self.buffer.is_none() {
-            self.buffer = Some(Zeroizing::new(self.content().to_vec()));
-        }
-        self.buffer
-            .get_or_insert_with(|| Zeroizing::new(Vec::new()))
-    }
+/// `content` cut or zero-extended to `size`, in a fresh allocation of exactly that size: growing
+/// a buffer in place could reallocate and leave a copy of the secret in freed memory, which
+/// `Zeroizing` never sees.
+fn resized_copy(content: &[u8], size: usize) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(size));
+    out.extend_from_slice(&content[..content.len().min(size)]);
+    out.resize(size, 0);
+    out
 }
 
 struct OpenFile {
@@ -169,6 +170,9 @@ struct OpenFile {
     version: Mutex<Option<String>>,
     /// Set for scratch files: commits go here, never to the vault.
     scratch: Option<Arc<ScratchFile>>,
+    /// The file was removed while open: as on any POSIX filesystem, what is still written to
+    /// it goes nowhere (it must not bring the secret back).
+    unlinked: std::sync::atomic::AtomicBool,
 }
 
 /// An editor's scratch file (swap, backup, temporary): a name Key Vault cannot hold, kept in
@@ -207,7 +211,32 @@ struct Placeholder {
     created: SystemTime,
 }
 
+/// The top directory's listing as last read, to recognise `ls -l` (a readdir followed by a
+/// lookup of each name) and fetch the sizes concurrently.
+struct RecentListing {
+    at: Instant,
+    listing: Arc<Listing>,
+    /// Lower-cased name → position in `listing`.
+    positions: HashMap<String, usize>,
+    /// Position of the last looked-up name and how many lookups in a row followed the
+    /// listing's order.
+    last_position: Option<usize>,
+    in_order: usize,
+    prefetching: bool,
+}
+
+/// Lookups in the listing's order that reveal an `ls -l`.
+const LOOKUPS_IN_ORDER_FOR_PREFETCH: usize = 3;
+
+/// Lookups within this time after a readdir count as one `ls -l`.
+const LISTING_LOOKUP_WINDOW: Duration = Duration::from_secs(5);
+/// Gets in flight at once when fetching sizes for `ls -l`.
+const PREFETCH_CONCURRENCY: usize = 16;
+
 pub struct SecretFs {
+    /// To hand `Arc<Self>` to background tasks.
+    me: Weak<SecretFs>,
+    recent_listing: Mutex<Option<RecentListing>>,
     store: Arc<dyn SecretStore>,
     config: FsConfig,
     /// Secret values, keyed by lower-cased name (`name/version` for `.versions`).
@@ -243,7 +272,7 @@ fn epoch_seconds(seconds: Option<i64>, fallback: SystemTime) -> SystemTime {
 }
 
 impl SecretFs {
-    pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> SecretFs {
+    pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> Arc<SecretFs> {
         let values = Cache::new(CachePolicy {
             ttl: config.cache_ttl,
             negative_ttl: config.negative_ttl,
@@ -257,7 +286,9 @@ impl SecretFs {
             capacity_bytes: usize::MAX,
             stale_if_error: config.stale_if_error,
         });
-        SecretFs {
+        Arc::new_cyclic(|me| SecretFs {
+            me: me.clone(),
+            recent_listing: Mutex::new(None),
             store,
             config,
             values,
@@ -271,7 +302,7 @@ impl SecretFs {
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
             mounted_at: SystemTime::now(),
-        }
+        })
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -345,22 +376,23 @@ impl SecretFs {
         }
     }
 
-    /// Size of uncommitted content in an open handle of `ino`, if any.
-    fn dirty_size(&self, ino: u64) -> Option<u64> {
+    /// Whether an open handle of `ino` holds uncommitted changes.
+    fn has_uncommitted(&self, ino: u64) -> bool {
         let files = self.files.lock();
         files
             .values()
-            .filter(|f| f.ino == ino)
-            .filter_map(|f| *f.dirty_size.lock())
-            .max()
+            .any(|f| f.ino == ino && f.dirty_size.lock().is_some())
     }
 
+    /// Attributes always describe the committed content, even while a handle has uncommitted
+    /// writes: a reader's kernel sizes its reads by them, and readers must see the whole
+    /// committed value, never a partial one. (The writer writes with direct I/O and does not
+    /// depend on them.)
     fn secret_entry(&self, ino: u64, data: &SecretData, valid_for: Duration) -> Entry {
-        let dirty = self.dirty_size(ino);
-        let size = dirty.unwrap_or(data.content.len() as u64);
+        let size = data.content.len() as u64;
         Entry {
             attr: self.file_attr(ino, size, self.secret_perm(data.enabled), &data.attributes),
-            ttl: if dirty.is_some() {
+            ttl: if self.has_uncommitted(ino) {
                 Duration::ZERO
             } else {
                 valid_for.min(self.config.cache_ttl)
@@ -369,7 +401,8 @@ impl SecretFs {
     }
 
     fn placeholder_entry(&self, placeholder: &Placeholder) -> Entry {
-        let size = self.dirty_size(placeholder.ino).unwrap_or(0);
+        // Nothing committed yet.
+        let size = 0;
         let mut attr = self.file_attr(
             placeholder.ino,
             size,
@@ -386,9 +419,7 @@ impl SecretFs {
     }
 
     fn scratch_entry(&self, file: &ScratchFile) -> Entry {
-        let size = self
-            .dirty_size(file.ino)
-            .unwrap_or(file.content.lock().len() as u64);
+        let size = file.content.lock().len() as u64;
         let modified = *file.modified.lock();
         let mut attr = self.file_attr(
             file.ino,
@@ -422,16 +453,17 @@ impl SecretFs {
                             let listed = self.listed_secret(&key);
                             Ok(Some(SecretData::disabled(name, listed.as_ref())))
                         }
-                        Err(error) => Err(error),
+                        Err(error) => {
+                            // Logged once per vault call, not once per coalesced reader.
+                            warn!(secret = name, %error, "could not read secret");
+                            Err(error)
+                        }
                     }
                 },
                 is_transient,
             )
             .await
-            .map_err(|error| {
-                warn!(secret = name, %error, "could not read secret");
-                FsError::from(error)
-            })?;
+            .map_err(FsError::from)?;
         if let Some(error) = &fetched.stale_because {
             warn!(secret = name, %error, "vault failed; serving the cached value (--stale-if-error)");
         }
@@ -556,7 +588,7 @@ impl SecretFs {
                     if items.is_empty() {
                         return Ok(None);
                     }
-                    let listed = items
+                    let mut listed: Vec<ListedSecret> = items
                         .into_iter()
                         .filter_map(|item| {
                             let id = SecretId::parse(item.id.as_deref()?)?;
@@ -568,6 +600,8 @@ impl SecretFs {
                             })
                         })
                         .collect();
+                    // Oldest first, so `ls .versions/NAME` reads as a history.
+                    listed.sort_by_key(|l| l.attributes.created);
                     Ok(Some(Listing(listed)))
                 },
                 is_transient,
@@ -639,7 +673,10 @@ impl SecretFs {
                         .ok_or_else(not_found)
                 }
                 _ if self.shadowed.lock().contains(&name.to_ascii_lowercase()) => Err(not_found()),
-                _ => self.secret_entry_by_name(name).await,
+                _ => {
+                    self.prefetch_if_listing_sizes(name);
+                    self.secret_entry_by_name(name).await
+                }
             },
             NodeKey::VersionsDir => {
                 if !is_valid_secret_name(name) {
@@ -733,10 +770,76 @@ impl SecretFs {
         })
     }
 
+    /// `ls -l`: lookups that walk the listing in its order, shortly after a readdir, start
+    /// fetching every following listed value not cached yet, concurrently (bounded); the
+    /// lookups that follow join those loads. A plain `ls` (no lookups) or a few `cat`s after
+    /// `ls` cost no extra get.
+    fn prefetch_if_listing_sizes(&self, name: &str) {
+        let (listing, from) = {
+            let mut recent = self.recent_listing.lock();
+            let Some(recent) = recent.as_mut() else {
+                return;
+            };
+            if recent.prefetching || recent.at.elapsed() > LISTING_LOOKUP_WINDOW {
+                return;
+            }
+            let Some(&position) = recent.positions.get(&name.to_ascii_lowercase()) else {
+                return;
+            };
+            let follows = recent
+                .last_position
+                .is_some_and(|last| position == last + 1);
+            recent.in_order = if follows { recent.in_order + 1 } else { 1 };
+            recent.last_position = Some(position);
+            if recent.in_order < LOOKUPS_IN_ORDER_FOR_PREFETCH {
+                return;
+            }
+            recent.prefetching = true;
+            (recent.listing.clone(), position + 1)
+        };
+        let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(PREFETCH_CONCURRENCY));
+        let mut fetched = 0;
+        for listed in listing.0.iter().skip(from) {
+            let key = listed.name.to_ascii_lowercase();
+            let disabled = listed.attributes.enabled == Some(false);
+            if disabled || self.values.peek(&key).is_some() {
+                continue;
+            }
+            fetched += 1;
+            let (me, permits, name) = (me.clone(), permits.clone(), listed.name.clone());
+            runtime.spawn(async move {
+                let Ok(_permit) = permits.acquire().await else {
+                    return;
+                };
+                // Errors are logged by load_secret and met again by the lookup itself.
+                let _ = me.load_secret(&name).await;
+            });
+        }
+        debug!(
+            secrets = fetched,
+            "listing sizes: fetching values concurrently"
+        );
+    }
+
     async fn secret_entry_by_name(&self, name: &str) -> Result<Entry, FsError> {
         let key = name.to_ascii_lowercase();
-        if let Some(placeholder) = self.placeholders.lock().get(&key).cloned() {
-            return Ok(self.placeholder_entry(&placeholder));
+        let placeholder = self.placeholders.lock().get(&key).cloned();
+        if let Some(placeholder) = placeholder {
+            // Another client may have created the secret since: look again once the
+            // placeholder is older than the negative TTL and nobody has it open.
+            let in_use = self.files.lock().values().any(|f| f.ino == placeholder.ino);
+            let recent = placeholder
+                .created
+                .elapsed()
+                .map_or(true, |age| age < self.config.negative_ttl);
+            if in_use || recent || self.load_secret(name).await?.value.is_none() {
+                return Ok(self.placeholder_entry(&placeholder));
+            }
+            self.placeholders.lock().remove(&key);
         }
         let fetched = self.load_secret(name).await?;
         let data = fetched.value.ok_or_else(|| FsError::NotFound {
@@ -867,6 +970,7 @@ impl SecretFs {
             dirty_size: Mutex::new(None),
             version: Mutex::new(None),
             scratch: None,
+            unlinked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -903,6 +1007,7 @@ impl SecretFs {
             dirty_size: Mutex::new(truncate.then_some(0)),
             version: Mutex::new(None),
             scratch: Some(file),
+            unlinked: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Opened {
             fh,
@@ -980,6 +1085,7 @@ impl SecretFs {
             dirty_size: Mutex::new(dirty_size),
             version: Mutex::new(version),
             scratch: None,
+            unlinked: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Opened {
             fh,
@@ -1192,10 +1298,7 @@ impl SecretFs {
             return Err(too_large(&mut state));
         }
         // Check on a copy first: a refused write must not change the buffer.
-        let mut candidate = Zeroizing::new(state.content().to_vec());
-        if candidate.len() < end {
-            candidate.resize(end, 0);
-        }
+        let mut candidate = resized_copy(state.content(), current_len.max(end));
         candidate[start..end].copy_from_slice(data);
         if file.scratch.is_none() && !content::fits(&candidate, encoding) {
             return Err(too_large(&mut state));
@@ -1261,6 +1364,15 @@ impl SecretFs {
                 Some(error) => Err(error.clone()),
                 None => Ok(()),
             };
+        }
+        if file.unlinked.load(Ordering::SeqCst) {
+            debug!(
+                secret = file.name.as_str(),
+                "discarding writes to a removed file"
+            );
+            state.dirty = false;
+            *file.dirty_size.lock() = None;
+            return Ok(());
         }
         if let Some(scratch) = &file.scratch {
             *scratch.content.lock() = Zeroizing::new(state.content().to_vec());
@@ -1472,13 +1584,13 @@ impl SecretFs {
             });
         }
         let encoding = state.encoding();
-        let buffer = state.buffer_mut();
-        buffer.resize(size, 0);
-        if file.scratch.is_none() && !content::fits(buffer, encoding) {
+        let truncated = resized_copy(state.content(), size);
+        if file.scratch.is_none() && !content::fits(&truncated, encoding) {
             return Err(FsError::TooLarge {
                 name: file.name.clone(),
             });
         }
+        state.buffer = Some(truncated);
         state.dirty = true;
         state.failed = None;
         *file.dirty_size.lock() = Some(size as u64);
@@ -1546,12 +1658,17 @@ impl SecretFs {
         self.listings.invalidate(ALL_SECRETS);
         self.listings.invalidate(DELETED_SECRETS);
         self.listings.invalidate(&versions_key(&key));
-        {
+        let ino = {
             let mut inodes = self.inodes.lock();
-            if let Some(ino) = inodes.lookup(&NodeKey::Secret(key)) {
-                if let Some(node) = inodes.get_mut(ino) {
-                    node.kernel_version = None;
-                }
+            let ino = inodes.lookup(&NodeKey::Secret(key));
+            if let Some(node) = ino.and_then(|ino| inodes.get_mut(ino)) {
+                node.kernel_version = None;
+            }
+            ino
+        };
+        if let Some(ino) = ino {
+            for file in self.files.lock().values().filter(|f| f.ino == ino) {
+                file.unlinked.store(true, Ordering::SeqCst);
             }
         }
         // Other spellings of the name may still be cached by the kernel.
@@ -1609,6 +1726,55 @@ impl SecretFs {
             });
         }
         self.check_writable(new_name)?;
+        let from_key = match from_dir {
+            NodeKey::DeletedDir => NodeKey::Deleted(name.to_ascii_lowercase()),
+            _ if is_valid_secret_name(name) => NodeKey::Secret(name.to_ascii_lowercase()),
+            _ => NodeKey::Scratch(name.to_owned()),
+        };
+        let to_key = if is_valid_secret_name(new_name) {
+            NodeKey::Secret(new_name.to_ascii_lowercase())
+        } else {
+            NodeKey::Scratch(new_name.to_owned())
+        };
+        self.rename_in_vault(from_dir, name, new_name, no_replace)
+            .await?;
+        // The kernel now shows the source's inode under the new name.
+        let moved = self
+            .inodes
+            .lock()
+            .rekey(&from_key, to_key.clone(), new_name);
+        if let (Some(ino), NodeKey::Scratch(_)) = (moved, &to_key) {
+            let scratch = self.scratch.lock().get(new_name).cloned();
+            if let Some(file) = scratch {
+                // Keep the scratch file's inode in step with the table.
+                self.scratch.lock().insert(
+                    new_name.to_owned(),
+                    Arc::new(ScratchFile {
+                        ino,
+                        content: Mutex::new(Zeroizing::new(file.content.lock().to_vec())),
+                        modified: Mutex::new(*file.modified.lock()),
+                    }),
+                );
+            }
+        }
+        if let Some(ino) = moved {
+            if let NodeKey::Secret(new_key) = &to_key {
+                if let Some(placeholder) = self.placeholders.lock().get_mut(new_key) {
+                    placeholder.ino = ino;
+                }
+            }
+            self.inval_inode(ino);
+        }
+        Ok(())
+    }
+
+    async fn rename_in_vault(
+        &self,
+        from_dir: NodeKey,
+        name: &str,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
         match from_dir {
             NodeKey::DeletedDir => self.recover(name, new_name).await,
             NodeKey::Root => match (is_valid_secret_name(name), is_valid_secret_name(new_name)) {
@@ -1927,6 +2093,20 @@ impl SecretFs {
                     DELETED_DIR_NAME.into(),
                 ));
                 let listing = self.load_listing().await?;
+                let positions = listing
+                    .0
+                    .iter()
+                    .enumerate()
+                    .map(|(position, listed)| (listed.name.to_ascii_lowercase(), position))
+                    .collect();
+                *self.recent_listing.lock() = Some(RecentListing {
+                    at: Instant::now(),
+                    listing: listing.clone(),
+                    positions,
+                    last_position: None,
+                    in_order: 0,
+                    prefetching: false,
+                });
                 let mut inodes = self.inodes.lock();
                 for listed in &listing.0 {
                     let ino = inodes.ino_for(
@@ -2022,18 +2202,30 @@ impl SecretFs {
     /// The secret behind `ino`, for attribute calls; `None` for anything else.
     async fn xattr_target(&self, ino: u64) -> Result<Option<Arc<SecretData>>, FsError> {
         let (key, name) = self.node(ino)?;
-        let NodeKey::Secret(secret_key) = key else {
-            return Ok(None);
+        let fetched = match key {
+            NodeKey::Secret(secret_key) => {
+                if self.placeholders.lock().contains_key(&secret_key) {
+                    return Ok(None);
+                }
+                self.load_secret(&name).await?
+            }
+            // Old versions show their properties too (read-only).
+            NodeKey::Version(_, version) => self.load_version(&name, &version).await?,
+            _ => return Ok(None),
         };
-        if self.placeholders.lock().contains_key(&secret_key) {
-            return Ok(None);
+        Ok(Some(fetched.value.ok_or(FsError::NotFound { name })?))
+    }
+
+    /// Properties can be changed on the current version only.
+    fn check_properties_writable(&self, ino: u64, name: &str) -> Result<(), FsError> {
+        self.check_writable(name)?;
+        match self.node(ino)?.0 {
+            NodeKey::Secret(_) => Ok(()),
+            _ => Err(FsError::NotPermitted {
+                name: name.to_owned(),
+                reason: "old versions are read-only".into(),
+            }),
         }
-        Ok(Some(
-            self.load_secret(&name)
-                .await?
-                .value
-                .ok_or(FsError::NotFound { name })?,
-        ))
     }
 
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
@@ -2062,7 +2254,7 @@ impl SecretFs {
         let data = self.xattr_target(ino).await?.ok_or(FsError::Unsupported {
             name: attribute.to_owned(),
         })?;
-        self.check_writable(&data.name)?;
+        self.check_properties_writable(ino, &data.name)?;
         let value = std::str::from_utf8(value).map_err(|_| FsError::InvalidArgument {
             name: data.name.clone(),
             reason: format!("{attribute} must be UTF-8 text"),
@@ -2077,7 +2269,7 @@ impl SecretFs {
             name: String::new(),
             attribute: attribute.to_owned(),
         })?;
-        self.check_writable(&data.name)?;
+        self.check_properties_writable(ino, &data.name)?;
         let update = xattr::remove(&data, attribute)
             .map_err(|refusal| self.xattr_refusal(&data.name, attribute, refusal))?;
         self.update_properties(ino, &data, update).await

@@ -110,6 +110,20 @@ impl InodeTable {
         self.by_key.get(key).copied()
     }
 
+    /// After a rename the kernel keeps the source's inode under the new name: make `to` mean
+    /// that inode. The target's previous inode (if any) is orphaned, as the kernel drops it.
+    /// Answers the moved inode.
+    pub fn rekey(&mut self, from: &NodeKey, to: NodeKey, name: &str) -> Option<u64> {
+        let ino = self.by_key.remove(from)?;
+        self.by_key.insert(to.clone(), ino);
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.key = to;
+            node.name = name.to_owned();
+            node.kernel_version = None;
+        }
+        Some(ino)
+    }
+
     /// Every secret inode (for cache-wide invalidation).
     pub fn secret_inodes(&self) -> Vec<u64> {
         self.nodes
@@ -134,5 +148,13 @@ mod tests {
         assert!(a > DELETED_DIR_INO);
         let c = table.ino_for(NodeKey::Deleted("foo".into()), "foo");
         assert_ne!(a, c);
+        let moved = table.rekey(
+            &NodeKey::Secret("foo".into()),
+            NodeKey::Secret("bar".into()),
+            "bar",
+        );
+        assert_eq!(moved, Some(a));
+        assert_eq!(table.lookup(&NodeKey::Secret("bar".into())), Some(a));
+        assert_eq!(table.lookup(&NodeKey::Secret("foo".into())), None);
     }
 }

@@ -40,6 +40,8 @@ pub struct MemoryStore {
     /// Every call fails with this error while set.
     failing: Mutex<Option<VaultError>>,
     get_delay: Mutex<Duration>,
+    /// Extra delay on gets of one secret (lower-cased name).
+    slow_secrets: Mutex<HashMap<String, Duration>>,
 }
 
 fn now() -> i64 {
@@ -73,6 +75,12 @@ impl MemoryStore {
 
     pub fn set_get_delay(&self, delay: Duration) {
         *self.get_delay.lock() = delay;
+    }
+
+    pub fn set_slow_secret(&self, name: &str, delay: Duration) {
+        self.slow_secrets
+            .lock()
+            .insert(name.to_ascii_lowercase(), delay);
     }
 
     /// Seed a secret without counting a call.
@@ -206,7 +214,12 @@ impl SecretStore for MemoryStore {
     ) -> Result<SecretBundle, VaultError> {
         self.count("get")?;
         check_name(name)?;
-        let delay = *self.get_delay.lock();
+        let slow = self
+            .slow_secrets
+            .lock()
+            .get(&name.to_ascii_lowercase())
+            .copied();
+        let delay = slow.unwrap_or(*self.get_delay.lock());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

@@ -1,17 +1,39 @@
 //! The filesystem core: inodes, name rules, handles and write buffers, the `.versions` and
-//! `.deleted` views. Returns plain Rust results; never sees `fuser` types, so it is tested
-//! with an in-memory [`SecretStore`](crate::vault::SecretStore).
+//! `.deleted` views, xattr mapping. Returns plain Rust results; never sees `fuser` types, so it
+//! is tested with an in-memory [`SecretStore`](crate::vault::SecretStore).
 //!
 //! Semantics worth knowing (README material):
-//! - `/NAME` is the current version of a secret; reading costs one get, cached for
-//!   `cache_ttl`; a 404 is remembered for `negative_ttl`; `ls` costs list calls only, cached
-//!   for `list_ttl`; `stat` needs the value (exact size), so it costs a get on a cold secret.
-//! - Writes go to a per-handle buffer, committed with one set on the first
-//!   flush/fsync/release after a change.
-//! - A new name that is created but never written (`touch new`, `: > new`) is an empty
-//!   placeholder on this mount only: Key Vault never sees names no data was written to (so
-//!   editors' probe files such as vim's `4913` never reach the vault). The first write creates
-//!   the secret. `rm` of a placeholder just forgets it.
+//! - **Reads.** `/NAME` is the current version of a secret. Opening, reading and `stat` cost
+//!   one get on a cold secret, then nothing for `cache_ttl`; a 404 is remembered for
+//!   `negative_ttl`; concurrent misses share one get. Names that cannot be secrets answer
+//!   ENOENT without any vault call.
+//! - **Listings.** `ls` costs list calls only (cached for `list_ttl`). `ls -l` needs sizes:
+//!   once lookups walk a fresh listing in its order (three in a row, within 5 s of the
+//!   readdir), every following listed value not cached yet is fetched concurrently (16 at a
+//!   time), each exactly once; a few `cat`s after `ls` cost one get each.
+//! - **Writes.** Writes go to a per-handle buffer, committed with one set on the first
+//!   flush/fsync/release after a change; a failed commit fails `close`/`fsync` and is not
+//!   retried. A write that would pass 25,600 stored characters fails with EFBIG and the handle
+//!   never commits (the old value stays). Attributes (`stat`) always describe the committed
+//!   value, so other readers never see a partial one; writers use direct I/O.
+//! - **New names.** A name that is created but never written (`touch new`, `: > new`) is an
+//!   empty placeholder on this mount only: Key Vault never sees names no data was written to
+//!   (so editors' probe files such as vim's `4913` never reach the vault). The first write
+//!   creates the secret. `rm` of a placeholder just forgets it. Truncating an existing secret
+//!   (`: > existing`) does set an empty value.
+//! - **Editors.** Names Key Vault cannot hold that editors use (leading `.`, trailing `~`,
+//!   `#x#`, `.swp`/`.swx`/`.swo`/`.tmp`/`.bak`/`.save`) are scratch files kept in memory on
+//!   this mount. Renaming a scratch file over a secret is one set (keeping the secret's tags,
+//!   content type and encoding). Renaming a secret to such a name (vim's backup `NAME~`) hides
+//!   the secret on this mount without deleting it in the vault, until `NAME` is created or
+//!   written again. Other invalid names answer EINVAL (ENAMETOOLONG past 127 characters).
+//! - **Kernel caching.** Entry and attribute TTLs are the cache entry's remaining validity
+//!   (0 while a handle has uncommitted changes). The page cache is kept across opens only
+//!   while every open handle reads the same committed version; when a refresh or a write sees
+//!   a new version, the kernel's pages and attributes for the inode are invalidated.
+//! - **Deleted names.** Writing a deleted-but-recoverable name recovers it first (history
+//!   kept) with `--on-deleted-conflict recover`; with `fail`, creating it answers EEXIST (one
+//!   get-deleted call at create time) and logs how to recover or purge.
 
 mod content;
 mod core;

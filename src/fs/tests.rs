@@ -17,7 +17,7 @@ fn config() -> FsConfig {
 
 fn setup(config: FsConfig) -> (Arc<MemoryStore>, Arc<SecretFs>) {
     let store = Arc::new(MemoryStore::new());
-    let fs = Arc::new(SecretFs::new(store.clone(), config));
+    let fs = SecretFs::new(store.clone(), config);
     (store, fs)
 }
 
@@ -634,6 +634,25 @@ async fn properties_show_and_change_as_extended_attributes() {
     ));
     // The value is still served from the cache after property changes.
     assert_eq!(read_all(&fs, "s").await.expect("read"), b"v");
+
+    // Old versions show their properties, read-only.
+    let versions_of = fs.lookup(VERSIONS_DIR_INO, "s").await.expect("versions");
+    let fh = fs.opendir(versions_of.attr.ino).expect("opendir");
+    let entries = fs
+        .readdir(versions_of.attr.ino, fh, 0)
+        .await
+        .expect("readdir");
+    let version = entries.last().expect("a version").clone();
+    assert_eq!(
+        fs.getxattr(version.ino, "user.akv.version")
+            .await
+            .expect("version xattr"),
+        version.name.as_bytes()
+    );
+    assert!(matches!(
+        fs.setxattr(version.ino, "user.akv.tags.x", b"y").await,
+        Err(FsError::NotPermitted { .. })
+    ));
 }
 
 /// vim with default settings (backupcopy=auto → rename): swap file, the `4913` probe, rename
@@ -715,4 +734,251 @@ async fn a_temporary_file_renamed_over_a_secret_is_one_set() {
         fs.create(ROOT_INO, "not_scratch.txt", WRITE).await,
         Err(FsError::InvalidName { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ls_long_fetches_sizes_concurrently_once_and_cat_after_ls_costs_one_get() {
+    let (store, fs) = setup(config());
+    for i in 0..60 {
+        store.seed(&format!("s{i:02}"), &"v".repeat(i), &[]);
+    }
+    store.set_get_delay(Duration::from_millis(20));
+    let fh = fs.opendir(ROOT_INO).expect("opendir");
+    let entries = fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    // A few cats after ls: one get each.
+    read_all(&fs, "s05").await.expect("cat");
+    read_all(&fs, "s40").await.expect("cat");
+    read_all(&fs, "s41").await.expect("cat");
+    assert_eq!(store.calls("get"), 3);
+    // ls -l: a lookup of every name, in order.
+    let started = std::time::Instant::now();
+    for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
+        let found = fs.lookup(ROOT_INO, &entry.name).await.expect("lookup");
+        assert_eq!(found.attr.size, entry.name[1..].parse::<u64>().expect("n"));
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(store.calls("get"), 60, "each value fetched exactly once");
+    assert!(
+        elapsed < Duration::from_millis(60 * 20 / 2),
+        "sizes were fetched concurrently ({elapsed:?})"
+    );
+}
+
+#[tokio::test]
+async fn purge_needs_allow_purge() {
+    let (store, fs) = setup(FsConfig {
+        allow_purge: true,
+        ..config()
+    });
+    store.seed("gone", "v", &[]);
+    fs.unlink(ROOT_INO, "gone").await.expect("rm");
+    let entry = fs
+        .lookup(DELETED_DIR_INO, "GONE")
+        .await
+        .expect("deleted entry");
+    assert_eq!(entry.attr.size, 0);
+    fs.unlink(DELETED_DIR_INO, "gone").await.expect("purge");
+    assert_eq!(store.calls("purge"), 1);
+    assert!(fs.lookup(DELETED_DIR_INO, "gone").await.is_err());
+    // The name is free again: no recovery needed.
+    write_file(&fs, "gone", b"fresh").await.expect("write");
+    assert_eq!(store.calls("recover"), 0);
+}
+
+#[tokio::test]
+async fn vault_failures_map_to_the_documented_errors() {
+    use crate::vault::VaultError;
+    let (store, fs) = setup(config());
+    for (error, check) in [
+        (
+            VaultError::Throttled { name: "s".into() },
+            (|e: &FsError| matches!(e, FsError::Throttled { .. })) as fn(&FsError) -> bool,
+        ),
+        (
+            VaultError::Timeout {
+                what: "get s".into(),
+            },
+            |e| matches!(e, FsError::TimedOut { .. }),
+        ),
+        (
+            VaultError::Forbidden {
+                name: "s".into(),
+                message: "no get".into(),
+            },
+            |e| matches!(e, FsError::AccessDenied { .. }),
+        ),
+        (VaultError::BeingDeleted { name: "s".into() }, |e| {
+            matches!(e, FsError::Busy { .. })
+        }),
+    ] {
+        store.fail_with(Some(error.clone()));
+        let result = fs.lookup(ROOT_INO, "s").await;
+        assert!(
+            result.as_ref().is_err_and(check),
+            "{error:?} gave {result:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_writers_and_readers_neither_deadlock_nor_see_partial_values() {
+    let (store, fs) = setup(config());
+    store.seed("hot", &"a".repeat(100), &[]);
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let fs = fs.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..20 {
+                if i % 2 == 0 {
+                    let value = vec![b'b' + (i % 20); 50 + round];
+                    write_file(&fs, "hot", &value).await.expect("write");
+                } else {
+                    let content = read_all(&fs, "hot").await.expect("read");
+                    let first = content[0];
+                    assert!(
+                        content.iter().all(|&b| b == first),
+                        "a reader saw a mix of two values"
+                    );
+                }
+                if round % 5 == 0 {
+                    let fh = fs.opendir(ROOT_INO).expect("opendir");
+                    fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
+                    fs.releasedir(fh);
+                }
+            }
+        }));
+    }
+    let all = async {
+        for task in tasks {
+            task.await.expect("task");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("no deadlock");
+    assert_eq!(store.calls("set"), 8 * 20);
+}
+
+/// Random writes, truncations and appends on handles, checked against a plain `Vec<u8>`.
+#[tokio::test]
+async fn random_writes_match_a_reference_model() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (store, fs) = setup(config());
+    store.seed("model", "start", &[]);
+    let mut model: Vec<u8> = b"start".to_vec();
+    let ino = fs.lookup(ROOT_INO, "model").await.expect("lookup").attr.ino;
+    for round in 0..50 {
+        let append = rng.gen_bool(0.2);
+        let truncate = rng.gen_bool(0.1);
+        let fh = fs
+            .open(
+                ino,
+                OpenMode {
+                    read: true,
+                    write: true,
+                    truncate,
+                    append,
+                    exclusive: false,
+                },
+            )
+            .await
+            .expect("open")
+            .fh;
+        if truncate {
+            model.clear();
+        }
+        for _ in 0..rng.gen_range(0..5) {
+            if rng.gen_bool(0.2) && !append {
+                let size = rng.gen_range(0..model.len() + 20);
+                fs.setattr(
+                    ino,
+                    Some(fh),
+                    SetAttr {
+                        size: Some(size as u64),
+                        ..SetAttr::default()
+                    },
+                )
+                .await
+                .expect("ftruncate");
+                model.resize(size, 0);
+            } else {
+                let data: Vec<u8> = (0..rng.gen_range(0..64))
+                    .map(|_| rng.gen_range(b'a'..=b'z'))
+                    .collect();
+                let offset = if append {
+                    model.len()
+                } else {
+                    rng.gen_range(0..model.len() + 10)
+                };
+                fs.write(fh, offset as u64, &data).await.expect("write");
+                if model.len() < offset + data.len() {
+                    model.resize(offset + data.len(), 0);
+                }
+                model[offset..offset + data.len()].copy_from_slice(&data);
+            }
+            let seen = fs.read(fh, 0, 1 << 20).await.expect("read own writes");
+            assert_eq!(seen.as_slice(), model.as_slice(), "round {round}");
+        }
+        fs.release(fh).await.expect("close");
+        assert_eq!(
+            read_all(&fs, "model").await.expect("read"),
+            model,
+            "round {round}"
+        );
+        let (value, tags) = store.current("model").expect("model");
+        let stored = match tags.as_ref().and_then(|t| t.get(FILE_ENCODING_TAG)) {
+            Some(_) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(value)
+                    .expect("base64")
+            }
+            None => value.into_bytes(),
+        };
+        assert_eq!(stored, model, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn a_placeholder_gives_way_to_a_secret_another_client_created() {
+    let (store, fs) = setup(FsConfig {
+        negative_ttl: Duration::from_millis(50),
+        ..config()
+    });
+    let (_, opened) = fs.create(ROOT_INO, "later", WRITE).await.expect("touch");
+    fs.release(opened.fh).await.expect("close");
+    store.seed("later", "from elsewhere", &[]);
+    assert_eq!(
+        fs.lookup(ROOT_INO, "later")
+            .await
+            .expect("placeholder")
+            .attr
+            .size,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(
+        fs.lookup(ROOT_INO, "later")
+            .await
+            .expect("secret")
+            .attr
+            .size,
+        14
+    );
+}
+
+#[tokio::test]
+async fn writes_to_a_file_removed_while_open_go_nowhere() {
+    let (store, fs) = setup(config());
+    store.seed("s", "v", &[]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let fh = fs.open(ino, WRITE).await.expect("open").fh;
+    fs.write(fh, 0, b"late").await.expect("write");
+    fs.unlink(ROOT_INO, "s").await.expect("rm");
+    fs.release(fh).await.expect("close");
+    assert_eq!(store.calls("set"), 0);
+    assert_eq!(store.calls("recover"), 0, "the secret was not brought back");
+    assert!(store.current("s").is_none());
 }

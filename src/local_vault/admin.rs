@@ -10,6 +10,7 @@
 //! | `DELETE /_akvfs/faults` | | remove all fault rules |
 //! | `POST /_akvfs/clock/advance` | `{"seconds":N}` | move the vault clock (purge schedule, token expiry, pending deletions) |
 //! | `POST /_akvfs/reset` | | wipe every secret, live and deleted |
+//! | `POST /_akvfs/paging` | [`PagingControl`] | answer list pages up to 3 items short (as the service sometimes does), or full again |
 //! | `POST /_akvfs/seed` | [`SeedRequest`] | set `count` secrets `{prefix}{i:05}` = `value` in one transaction (not counted, not throttled) |
 //! | `POST /_akvfs/principals` | `{"permissions":["get",…]}` | add a principal; answers [`NewPrincipal`] |
 
@@ -141,6 +142,12 @@ pub struct ClockAdvance {
     pub seconds: i64,
 }
 
+/// Body of `POST /_akvfs/paging`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PagingControl {
+    pub short_pages: bool,
+}
+
 /// Body of `POST /_akvfs/seed`: benchmarks fill a vault quickly without going through the
 /// throttled, one-fsync-per-set data plane.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -257,6 +264,15 @@ impl AdminClient {
     /// Wipe every secret (live and deleted).
     pub async fn reset(&self) -> Result<(), LocalVaultError> {
         self.send(reqwest::Method::POST, "/_akvfs/reset", None)
+            .await
+            .map(drop)
+    }
+
+    /// Make list pages come back up to 3 items short of the page size (never empty before the
+    /// end), as the real service's sometimes are; `false` restores full pages.
+    pub async fn set_short_pages(&self, short: bool) -> Result<(), LocalVaultError> {
+        let body = Self::to_json(&PagingControl { short_pages: short })?;
+        self.send(reqwest::Method::POST, "/_akvfs/paging", Some(body))
             .await
             .map(drop)
     }

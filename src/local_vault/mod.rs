@@ -28,6 +28,10 @@
 //! - Token endpoint errors follow AAD: unknown client 400 `unauthorized_client`, wrong secret
 //!   401 `invalid_client`, unknown tenant 400.
 //! - Backup blobs are HMAC-sealed by the vault: restorable only into the vault that made them.
+//! - List pages are full (25, or `maxresults`) so call counts are predictable; the admin
+//!   `paging` control makes them short like the service's sometimes are.
+//! - One vault per data dir: a second start on the same `DIR` fails (flock on `DIR/lock`) rather
+//!   than overwrite `DIR/env` under the first one's clients.
 
 pub mod admin;
 mod api;

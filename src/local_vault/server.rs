@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     /// client id → principal (client secret and access policy), mirrored from the store so the
     /// hot path never touches the database for it.
     pub(crate) principals: RwLock<HashMap<String, PrincipalRecord>>,
+    /// Test control: answer list pages 0–3 items short of the page size, as the real service
+    /// sometimes does (`POST /_akvfs/paging`).
+    pub(crate) short_pages: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -56,6 +59,17 @@ impl Shared {
             (false, true) => "CustomizedRecoverable+Purgeable",
         };
         (level, Some(c.recoverable_days))
+    }
+
+    /// How many items a list page carries: `requested`, or up to 3 fewer (at least 1) while
+    /// short pages are switched on.
+    pub(crate) fn page_size(&self, requested: usize) -> usize {
+        if self.short_pages.load(std::sync::atomic::Ordering::Relaxed) {
+            let short_by = rand::random::<usize>() % 4;
+            requested.saturating_sub(short_by).max(1)
+        } else {
+            requested
+        }
     }
 
     pub(crate) fn add_principal(&self, permissions: Vec<String>) -> Result<NewPrincipal, ApiError> {
@@ -280,6 +294,7 @@ impl LocalVault {
             vault_url: vault_url.clone(),
             default_host,
             principals: RwLock::new(HashMap::new()),
+            short_pages: Default::default(),
         });
         for p in &principals {
             shared.remember(p);

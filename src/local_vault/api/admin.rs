@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::secrets::{blocking, read_json};
 use super::{json_response, OPERATIONS};
 use crate::local_vault::admin::{
-    ClockAdvance, FaultSpec, NewPrincipal, PrincipalRequest, SeedRequest,
+    ClockAdvance, FaultSpec, NewPrincipal, PagingControl, PrincipalRequest, SeedRequest,
 };
 use crate::local_vault::auth::{self};
 use crate::local_vault::error::ApiError;
@@ -64,6 +64,14 @@ pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Respo
         },
         (Method::POST, "reset") => match blocking(st, |s| s.reset()).await {
             Ok(()) => ok(),
+            Err(e) => e.into_response(),
+        },
+        (Method::POST, "paging") => match read_json::<PagingControl>(req).await {
+            Ok(p) => {
+                st.short_pages
+                    .store(p.short_pages, std::sync::atomic::Ordering::Relaxed);
+                ok()
+            }
             Err(e) => e.into_response(),
         },
         (Method::POST, "seed") => match read_json::<SeedRequest>(req).await {

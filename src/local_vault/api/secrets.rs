@@ -208,8 +208,8 @@ pub(super) async fn vault_op(
         VaultOp::List => {
             let page = Paging::parse(&pairs)?;
             let after = page.after.clone();
-            let (recs, next) =
-                blocking(st, move |s| s.list(after.as_deref(), page.size, now)).await?;
+            let size = st.page_size(page.size);
+            let (recs, next) = blocking(st, move |s| s.list(after.as_deref(), size, now)).await?;
             let items = recs.iter().map(|rec| r.item(rec, false)).collect();
             Ok(r.list_page(items, next, "/secrets", &api_version, &page))
         }
@@ -217,8 +217,9 @@ pub(super) async fn vault_op(
             let page = Paging::parse(&pairs)?;
             let after = page.after.clone();
             let path = format!("/secrets/{name}/versions");
+            let size = st.page_size(page.size);
             let (recs, next) = blocking(st, move |s| {
-                s.list_versions(&name, after.as_deref(), page.size, now)
+                s.list_versions(&name, after.as_deref(), size, now)
             })
             .await?;
             let items = recs.iter().map(|rec| r.item(rec, true)).collect();
@@ -227,10 +228,9 @@ pub(super) async fn vault_op(
         VaultOp::ListDeleted => {
             let page = Paging::parse(&pairs)?;
             let after = page.after.clone();
-            let (recs, next) = blocking(st, move |s| {
-                s.list_deleted(after.as_deref(), page.size, now)
-            })
-            .await?;
+            let size = st.page_size(page.size);
+            let (recs, next) =
+                blocking(st, move |s| s.list_deleted(after.as_deref(), size, now)).await?;
             let items = recs.iter().map(|rec| r.deleted_item(rec)).collect();
             Ok(r.list_page(items, next, "/deletedsecrets", &api_version, &page))
         }
