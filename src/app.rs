@@ -219,6 +219,10 @@ fn check_mountpoint(path: &Path) -> Result<()> {
 }
 
 fn run_mount(args: MountArgs) -> Result<()> {
+    // A daemon killed with -9 leaves a dead mount (ENOTCONN) that would fail the check below.
+    if mount::recover_stale_mount(&args.mountpoint) {
+        tracing::warn!(mountpoint = %args.mountpoint.display(), "recovered a stale mount left by a previous akvfs");
+    }
     check_mountpoint(&args.mountpoint)?;
     let rt = runtime()?;
 

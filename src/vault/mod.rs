@@ -23,8 +23,11 @@ use model::{
 #[async_trait]
 pub trait SecretStore: Send + Sync + 'static {
     /// `GET /secrets/{name}/{version}`; `version = None` means the latest.
-    async fn get_secret(&self, name: &str, version: Option<&str>)
-        -> Result<SecretBundle, VaultError>;
+    async fn get_secret(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<SecretBundle, VaultError>;
 
     /// `PUT /secrets/{name}`: a new version.
     async fn set_secret(

@@ -261,7 +261,10 @@ mod tests {
         let bundle: SecretBundle = serde_json::from_str(body).expect("parse");
         let again = serde_json::to_string(&bundle).expect("ser");
         assert!(!again.contains("null"));
-        assert_eq!(serde_json::from_str::<SecretBundle>(&again).expect("reparse"), bundle);
+        assert_eq!(
+            serde_json::from_str::<SecretBundle>(&again).expect("reparse"),
+            bundle
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl LocalMount {
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> LocalMount {
         let mountpoint = dir.path().join("m");
         let data = dir.path().join("data");
-        std::fs::create_dir_all(&mountpoint).expect("mkdir m");
+        // A dead mount left by a killed daemon is there but not a directory (ENOTCONN).
+        if let Err(e) = std::fs::create_dir(&mountpoint) {
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "mkdir m: {e}");
+        }
         let log = dir.path().join(format!("akvfs-{}.log", unique()));
         let env_file = data.join("env");
         let _ = std::fs::remove_file(&env_file);
@@ -305,4 +308,15 @@ pub fn sh_ok(dir: &Path, script: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl LocalMount {
+    /// The local vault's admin client (fault injection, clock).
+    pub fn admin(&self) -> &AdminClient {
+        &self.admin
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
