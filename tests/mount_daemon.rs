@@ -11,7 +11,7 @@ use common::{sh_ok, LocalMount};
 
 #[test]
 fn sigint_commits_a_pending_write_before_unmounting() {
-    let mut m = LocalMount::start(&[]);
+    let m = LocalMount::start(&[]);
     let mut file = std::fs::File::create(m.path("pending")).expect("create");
     file.write_all(b"written-but-not-closed").expect("write");
     let log = m.dir.path().to_path_buf();
