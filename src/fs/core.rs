@@ -22,7 +22,7 @@ use super::{
 use crate::cache::{Cache, CachePolicy, Fetched, Weigh};
 use crate::vault::model::{
     is_valid_secret_name, secret_name_problem, SecretAttributes, SecretBundle, SecretId,
-    SecretSetParameters, SecretUpdateParameters, Tags, MAX_SECRET_NAME_LEN,
+    SecretItem, SecretSetParameters, SecretUpdateParameters, Tags, MAX_SECRET_NAME_LEN,
 };
 use crate::vault::{SecretStore, VaultError};
 
@@ -507,64 +507,48 @@ impl SecretFs {
     }
 
     async fn load_listing(&self) -> Result<Arc<Listing>, FsError> {
-        let fetched = self
-            .listings
-            .get_or_load(
-                ALL_SECRETS,
-                || async {
-                    let items = self.store.list_properties_of_secrets().await?;
-                    let listed = items
-                        .into_iter()
-                        .filter_map(|item| {
-                            let id = SecretId::parse(item.id.as_deref()?)?;
-                            Some(ListedSecret {
-                                name: id.name,
-                                attributes: item.attributes.unwrap_or_default(),
-                                version: None,
-                                deleted_date: None,
-                            })
-                        })
-                        .collect();
-                    Ok(Some(Listing(listed)))
-                },
-                is_transient,
-            )
-            .await
-            .map_err(|error| {
-                warn!(%error, "could not list secrets");
-                FsError::from(error)
-            })?;
-        Ok(fetched
-            .value
-            .unwrap_or_else(|| Arc::new(Listing(Vec::new()))))
+        self.load_listing_as(ALL_SECRETS, "secrets", || async {
+            let items = self.store.list_properties_of_secrets().await?;
+            Ok(items
+                .into_iter()
+                .filter_map(|item| listed_secret(item, None))
+                .collect())
+        })
+        .await
     }
 
     async fn load_deleted_listing(&self) -> Result<Arc<Listing>, FsError> {
+        self.load_listing_as(DELETED_SECRETS, "deleted secrets", || async {
+            let items = self.store.list_deleted_secrets().await?;
+            Ok(items
+                .into_iter()
+                .filter_map(|deleted| listed_secret(deleted.item, deleted.deleted_date))
+                .collect())
+        })
+        .await
+    }
+
+    /// One cached, coalesced listing under `key`; `what` names it in the log.
+    async fn load_listing_as<F, Fut>(
+        &self,
+        key: &str,
+        what: &str,
+        list: F,
+    ) -> Result<Arc<Listing>, FsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<ListedSecret>, VaultError>>,
+    {
         let fetched = self
             .listings
             .get_or_load(
-                DELETED_SECRETS,
-                || async {
-                    let items = self.store.list_deleted_secrets().await?;
-                    let listed = items
-                        .into_iter()
-                        .filter_map(|item| {
-                            let id = SecretId::parse(item.item.id.as_deref()?)?;
-                            Some(ListedSecret {
-                                name: id.name,
-                                attributes: item.item.attributes.unwrap_or_default(),
-                                version: None,
-                                deleted_date: item.deleted_date,
-                            })
-                        })
-                        .collect();
-                    Ok(Some(Listing(listed)))
-                },
+                key,
+                || async { Ok(Some(Listing(list().await?))) },
                 is_transient,
             )
             .await
             .map_err(|error| {
-                warn!(%error, "could not list deleted secrets");
+                warn!(%error, "could not list {what}");
                 FsError::from(error)
             })?;
         Ok(fetched
@@ -2353,6 +2337,17 @@ impl SecretFs {
     pub fn cached_bytes(&self) -> usize {
         self.values.bytes()
     }
+}
+
+/// A listed item as the views need it; items without a parsable id are skipped.
+fn listed_secret(item: SecretItem, deleted_date: Option<i64>) -> Option<ListedSecret> {
+    let id = SecretId::parse(item.id.as_deref()?)?;
+    Some(ListedSecret {
+        name: id.name,
+        attributes: item.attributes.unwrap_or_default(),
+        version: None,
+        deleted_date,
+    })
 }
 
 fn log_deleted_conflict(name: &str) {
