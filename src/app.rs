@@ -60,7 +60,10 @@ fn init_logging(args: &LoggingArgs) -> Result<()> {
                 LogFormat::Json => builder.json().try_init(),
             }
         }
-        (None, LogFormat::Text) => builder.with_writer(std::io::stderr).try_init(),
+        (None, LogFormat::Text) => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
         (None, LogFormat::Json) => builder.json().with_writer(std::io::stderr).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
