@@ -511,7 +511,7 @@ impl SecretFs {
             let items = self.store.list_properties_of_secrets().await?;
             Ok(items
                 .into_iter()
-                .filter_map(|item| listed_secret(item, None))
+                .filter_map(|item| listed_from_item(item, None))
                 .collect())
         })
         .await
@@ -522,7 +522,7 @@ impl SecretFs {
             let items = self.store.list_deleted_secrets().await?;
             Ok(items
                 .into_iter()
-                .filter_map(|deleted| listed_secret(deleted.item, deleted.deleted_date))
+                .filter_map(|deleted| listed_from_item(deleted.item, deleted.deleted_date))
                 .collect())
         })
         .await
@@ -2340,7 +2340,7 @@ impl SecretFs {
 }
 
 /// A listed item as the views need it; items without a parsable id are skipped.
-fn listed_secret(item: SecretItem, deleted_date: Option<i64>) -> Option<ListedSecret> {
+fn listed_from_item(item: SecretItem, deleted_date: Option<i64>) -> Option<ListedSecret> {
     let id = SecretId::parse(item.id.as_deref()?)?;
     Some(ListedSecret {
         name: id.name,
