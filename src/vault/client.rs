@@ -7,7 +7,8 @@
 //!   (vault host = the resource host or a sub-domain of it; loopback vaults exempt) *before* any
 //!   token is requested, then cached for the client's life. Concurrent first calls wait for one
 //!   challenge round trip. Tokens are cached per scope and refreshed 300 s before expiry (at
-//!   half-life for shorter-lived tokens); a 401 to a token re-runs the challenge once.
+//!   half-life for shorter-lived tokens); a 401 to a token re-runs the challenge once. A failed
+//!   token request is reused for 2 s by the calls queued behind it.
 //! - Latest version: `GET /secrets/{name}` (no trailing slash, as the C++ SDK) and
 //!   `PATCH /secrets/{name}/` (as the Python SDK). Names are percent-encoded path segments.
 //! - Lists follow `nextLink` only to this vault's scheme/host/port (`:443` = no port), at most
