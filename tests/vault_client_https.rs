@@ -46,6 +46,8 @@ struct Server {
     revoked: Mutex<HashSet<String>>,
     /// Per-path counters for scripted "first N answers" behaviours.
     hits: Mutex<HashMap<String, usize>>,
+    /// Recorded `GET /secrets` page bodies to serve in order instead of the synthetic list.
+    replay: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl Server {
@@ -232,6 +234,20 @@ async fn route(
         return service_error(400, "BadParameter", None, "missing api-version");
     }
     match (method.as_str(), segments.as_slice()) {
+        ("GET", ["secrets"]) if !s.replay.lock().expect("replay").is_empty() => {
+            let page = s
+                .replay
+                .lock()
+                .expect("replay")
+                .pop_front()
+                .unwrap_or_default();
+            (
+                StatusCode::OK,
+                [("content-type", "application/json; charset=utf-8")],
+                page,
+            )
+                .into_response()
+        }
         ("GET", ["secrets"]) => {
             let max: usize = query
                 .get("maxresults")
@@ -1206,4 +1222,46 @@ async fn a_missing_federated_token_file_is_a_clear_error() {
     assert!(matches!(err, VaultError::Auth { .. }), "{err:?}");
     assert!(err.to_string().contains("federated token file"), "{err}");
     assert_eq!(server.token_requests(), 0);
+}
+
+/// The real service's recorded list pages (azure-sdk-for-cpp recording, 7 pages, nextLink with
+/// an explicit `:443`), replayed with the vault host pointed at the test server.
+#[tokio::test]
+async fn recorded_list_pages_parse_and_page_to_the_end() {
+    let f = fixture(|_| {}).await;
+    let file =
+        "recordings/azure-sdk-for-cpp/KeyVaultSecretClientTest.TestGetPropertiesOfSecret.json";
+    let text = std::fs::read_to_string(format!("{}/../shared/{file}", env!("CARGO_MANIFEST_DIR")))
+        .or_else(|_| std::fs::read_to_string(format!("/work/shared/{file}")))
+        .expect("the recording (shared/ beside the repository)");
+    let recording: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mut expected = 0;
+    let mut pages = std::collections::VecDeque::new();
+    for call in recording["networkCallRecords"].as_array().expect("records") {
+        if call["Method"] != "GET"
+            || !call["Url"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/secrets?")
+        {
+            continue;
+        }
+        let body = call["Response"]["BODY"].as_str().expect("body");
+        let page: serde_json::Value = serde_json::from_str(body).expect("page json");
+        expected += page["value"].as_array().expect("value").len();
+        pages.push_back(
+            body.replace(
+                "https://cpp-recordings.vault.azure.net:443",
+                &f.server.origin(),
+            )
+            .replace("api-version=7.3", "api-version=7.5"),
+        );
+    }
+    assert_eq!(pages.len(), 7);
+    *f.server.replay.lock().expect("replay") = pages;
+    let items = f.client.list_properties_of_secrets().await.expect("list");
+    assert_eq!(items.len(), expected);
+    assert_eq!(expected, 168);
+    assert!(items.iter().any(|i| i.managed == Some(true)));
+    assert_eq!(f.server.count("GET", "/secrets"), 8); // the challenge + 7 pages
 }
