@@ -1489,3 +1489,33 @@ async fn replays_the_recorded_versions_list() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn replays_the_recorded_lists_of_secrets_and_deleted_secrets() {
+    replay(
+        "KeyVaultSecretClientTest.GetProperties.json",
+        |f| async move {
+            for name in ["GetProperties", "GetProperties2"] {
+                f.client
+                    .set_secret(name, set_params("secretValue"))
+                    .await
+                    .expect("set");
+            }
+            let listed = f.client.list_properties_of_secrets().await.expect("list");
+            assert!(listed.len() >= 2);
+            assert!(listed.iter().all(|i| i.id.is_some()));
+            for name in ["GetProperties", "GetProperties2"] {
+                f.client.delete_secret(name).await.expect("delete");
+            }
+            let deleted = f.client.list_deleted_secrets().await.expect("deleted list");
+            assert!(deleted.len() >= 2);
+            assert!(deleted
+                .iter()
+                .all(|d| d.recovery_id.is_some() && d.deleted_date.is_some()));
+            for name in ["GetProperties", "GetProperties2"] {
+                f.client.purge_deleted_secret(name).await.expect("purge");
+            }
+        },
+    )
+    .await;
+}
