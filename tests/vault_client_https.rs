@@ -46,6 +46,19 @@ struct Server {
     revoked: Mutex<HashSet<String>>,
     /// Per-path counters for scripted "first N answers" behaviours.
     hits: Mutex<HashMap<String, usize>>,
+    /// Recorded `GET /secrets` page bodies to serve in order instead of the synthetic list.
+    replay: Mutex<std::collections::VecDeque<String>>,
+    /// A recorded exchange to replay: each authenticated request must be the next recorded
+    /// (method, path) and gets the recorded status and body.
+    script: Mutex<std::collections::VecDeque<Recorded>>,
+}
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    method: String,
+    path: String,
+    status: u16,
+    body: String,
 }
 
 impl Server {
@@ -227,11 +240,48 @@ async fn route(
         return r;
     }
 
+    if let Some(next) = s.script.lock().expect("script").pop_front() {
+        if next.method != method.as_str() || next.path != path {
+            return service_error(
+                400,
+                "ReplayMismatch",
+                None,
+                &format!(
+                    "expected {} {}, got {method} {path}",
+                    next.method, next.path
+                ),
+            );
+        }
+        let mut r = (
+            StatusCode::from_u16(next.status).expect("status"),
+            next.body,
+        )
+            .into_response();
+        r.headers_mut().insert(
+            "content-type",
+            "application/json; charset=utf-8".parse().expect("h"),
+        );
+        return r;
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if query.get("api-version").map(String::as_str) != Some("7.5") {
         return service_error(400, "BadParameter", None, "missing api-version");
     }
     match (method.as_str(), segments.as_slice()) {
+        ("GET", ["secrets"]) if !s.replay.lock().expect("replay").is_empty() => {
+            let page = s
+                .replay
+                .lock()
+                .expect("replay")
+                .pop_front()
+                .unwrap_or_default();
+            (
+                StatusCode::OK,
+                [("content-type", "application/json; charset=utf-8")],
+                page,
+            )
+                .into_response()
+        }
         ("GET", ["secrets"]) => {
             let max: usize = query
                 .get("maxresults")
@@ -1206,4 +1256,266 @@ async fn a_missing_federated_token_file_is_a_clear_error() {
     assert!(matches!(err, VaultError::Auth { .. }), "{err:?}");
     assert!(err.to_string().contains("federated token file"), "{err}");
     assert_eq!(server.token_requests(), 0);
+}
+
+/// The real service's recorded list pages (azure-sdk-for-cpp recording, 7 pages, nextLink with
+/// an explicit `:443`), replayed with the vault host pointed at the test server.
+#[tokio::test]
+async fn recorded_list_pages_parse_and_page_to_the_end() {
+    let f = fixture(|_| {}).await;
+    let file =
+        "recordings/azure-sdk-for-cpp/KeyVaultSecretClientTest.TestGetPropertiesOfSecret.json";
+    let text = std::fs::read_to_string(format!("{}/../shared/{file}", env!("CARGO_MANIFEST_DIR")))
+        .or_else(|_| std::fs::read_to_string(format!("/work/shared/{file}")))
+        .expect("the recording (shared/ beside the repository)");
+    let recording: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mut expected = 0;
+    let mut pages = std::collections::VecDeque::new();
+    for call in recording["networkCallRecords"].as_array().expect("records") {
+        if call["Method"] != "GET"
+            || !call["Url"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/secrets?")
+        {
+            continue;
+        }
+        let body = call["Response"]["BODY"].as_str().expect("body");
+        let page: serde_json::Value = serde_json::from_str(body).expect("page json");
+        expected += page["value"].as_array().expect("value").len();
+        pages.push_back(
+            body.replace(
+                "https://cpp-recordings.vault.azure.net:443",
+                &f.server.origin(),
+            )
+            .replace("api-version=7.3", "api-version=7.5"),
+        );
+    }
+    assert_eq!(pages.len(), 7);
+    *f.server.replay.lock().expect("replay") = pages;
+    let items = f.client.list_properties_of_secrets().await.expect("list");
+    assert_eq!(items.len(), expected);
+    assert_eq!(expected, 168);
+    assert!(items.iter().any(|i| i.managed == Some(true)));
+    assert_eq!(f.server.count("GET", "/secrets"), 8); // the challenge + 7 pages
+}
+
+fn read_recording(file: &str) -> serde_json::Value {
+    let rel = format!("recordings/azure-sdk-for-cpp/{file}");
+    let text = std::fs::read_to_string(format!("{}/../shared/{rel}", env!("CARGO_MANIFEST_DIR")))
+        .or_else(|_| std::fs::read_to_string(format!("/work/shared/{rel}")))
+        .expect("the recording (shared/ beside the repository)");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// The exchange of an azure-sdk-for-cpp recording as a replay script.
+fn cpp_script(file: &str) -> std::collections::VecDeque<Recorded> {
+    let recording = read_recording(file);
+    recording["networkCallRecords"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|call| {
+            let url = url::Url::parse(call["Url"].as_str().expect("url")).expect("url");
+            Recorded {
+                method: call["Method"].as_str().expect("method").to_owned(),
+                path: url.path().to_owned(),
+                status: call["Response"]["STATUS_CODE"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .expect("status"),
+                body: call["Response"]["BODY"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Replays `file` and runs `drive`; the client must make exactly the recorded requests.
+async fn replay<F, Fut>(file: &str, drive: F)
+where
+    F: FnOnce(Arc<Fixture>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let f = Arc::new(fixture(|_| {}).await);
+    // Learn the challenge and a token first, so the script sees only authenticated requests.
+    f.client.get_secret("plain", None).await.expect("warm up");
+    *f.server.script.lock().expect("script") = cpp_script(file);
+    drive(f.clone()).await;
+    let left = f.server.script.lock().expect("script").len();
+    assert_eq!(left, 0, "{left} recorded requests were not made");
+}
+
+fn set_params(value: &str) -> SecretSetParameters {
+    SecretSetParameters {
+        value: value.into(),
+        ..SecretSetParameters::default()
+    }
+}
+
+#[tokio::test]
+async fn replays_the_recorded_create_delete_purge() {
+    replay(
+        "KeyVaultSecretClientTest.FirstCreateTest.json",
+        |f| async move {
+            let name = "FirstCreateTest";
+            let set = f
+                .client
+                .set_secret(name, set_params("secretValue"))
+                .await
+                .expect("set");
+            assert!(set.id.is_some());
+            f.client.get_secret(name, None).await.expect("get");
+            let deleted = f
+                .client
+                .delete_secret(name)
+                .await
+                .expect("delete (404 then 200)");
+            assert!(deleted.recovery_id.is_some() && deleted.scheduled_purge_date.is_some());
+            f.client
+                .get_deleted_secret(name)
+                .await
+                .expect("get deleted");
+            f.client
+                .purge_deleted_secret(name)
+                .await
+                .expect("purge 204");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn replays_the_recorded_recover() {
+    replay("KeyVaultSecretClientTest.Recover.json", |f| async move {
+        let name = "Recover";
+        f.client
+            .set_secret(name, set_params("secretValue"))
+            .await
+            .expect("set");
+        f.client.delete_secret(name).await.expect("delete");
+        f.client
+            .get_deleted_secret(name)
+            .await
+            .expect("get deleted");
+        let recovered = f
+            .client
+            .recover_deleted_secret(name)
+            .await
+            .expect("recover (404 then 200)");
+        assert!(recovered.value.is_none());
+        f.client.get_secret(name, None).await.expect("get");
+        f.client.delete_secret(name).await.expect("delete");
+        f.client
+            .get_deleted_secret(name)
+            .await
+            .expect("get deleted");
+        f.client.purge_deleted_secret(name).await.expect("purge");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replays_the_recorded_update() {
+    replay("KeyVaultSecretClientTest.UpdateTest.json", |f| async move {
+        let name = "UpdateTest";
+        f.client
+            .set_secret(name, set_params("secretValue"))
+            .await
+            .expect("set");
+        let got = f.client.get_secret(name, None).await.expect("get");
+        let version = got
+            .id
+            .as_deref()
+            .and_then(|id| id.rsplit('/').next())
+            .expect("version")
+            .to_owned();
+        let updated = f
+            .client
+            .update_secret_properties(
+                name,
+                Some(&version),
+                SecretUpdateParameters {
+                    content_type: Some("contentType".into()),
+                    ..SecretUpdateParameters::default()
+                },
+            )
+            .await
+            .expect("patch");
+        assert_eq!(updated.tags, Some(Tags::new()));
+        f.client.delete_secret(name).await.expect("delete");
+        f.client
+            .get_deleted_secret(name)
+            .await
+            .expect("get deleted");
+        f.client.purge_deleted_secret(name).await.expect("purge");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replays_the_recorded_versions_list() {
+    replay(
+        "KeyVaultSecretClientTest.SecondCreateTest.json",
+        |f| async move {
+            let name = "SecondCreateTest";
+            f.client
+                .set_secret(name, set_params("secretValue"))
+                .await
+                .expect("set");
+            f.client
+                .set_secret(name, set_params("secretValue2"))
+                .await
+                .expect("set again");
+            let versions = f
+                .client
+                .list_properties_of_secret_versions(name)
+                .await
+                .expect("versions");
+            assert_eq!(versions.len(), 2);
+            assert!(versions.iter().all(|v| v
+                .id
+                .as_deref()
+                .is_some_and(|id| id.matches('/').count() == 5)));
+            f.client.delete_secret(name).await.expect("delete");
+            f.client
+                .get_deleted_secret(name)
+                .await
+                .expect("get deleted");
+            f.client.purge_deleted_secret(name).await.expect("purge");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn replays_the_recorded_lists_of_secrets_and_deleted_secrets() {
+    replay(
+        "KeyVaultSecretClientTest.GetProperties.json",
+        |f| async move {
+            for name in ["GetProperties", "GetProperties2"] {
+                f.client
+                    .set_secret(name, set_params("secretValue"))
+                    .await
+                    .expect("set");
+            }
+            let listed = f.client.list_properties_of_secrets().await.expect("list");
+            assert!(listed.len() >= 2);
+            assert!(listed.iter().all(|i| i.id.is_some()));
+            for name in ["GetProperties", "GetProperties2"] {
+                f.client.delete_secret(name).await.expect("delete");
+            }
+            let deleted = f.client.list_deleted_secrets().await.expect("deleted list");
+            assert!(deleted.len() >= 2);
+            assert!(deleted
+                .iter()
+                .all(|d| d.recovery_id.is_some() && d.deleted_date.is_some()));
+            for name in ["GetProperties", "GetProperties2"] {
+                f.client.purge_deleted_secret(name).await.expect("purge");
+            }
+        },
+    )
+    .await;
 }

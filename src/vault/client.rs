@@ -7,7 +7,8 @@
 //!   (vault host = the resource host or a sub-domain of it; loopback vaults exempt) *before* any
 //!   token is requested, then cached for the client's life. Concurrent first calls wait for one
 //!   challenge round trip. Tokens are cached per scope and refreshed 300 s before expiry (at
-//!   half-life for shorter-lived tokens); a 401 to a token re-runs the challenge once.
+//!   half-life for shorter-lived tokens); a 401 to a token re-runs the challenge once. A failed
+//!   token request is reused for 2 s by the calls queued behind it.
 //! - Latest version: `GET /secrets/{name}` (no trailing slash, as the C++ SDK) and
 //!   `PATCH /secrets/{name}/` (as the Python SDK). Names are percent-encoded path segments.
 //! - Lists follow `nextLink` only to this vault's scheme/host/port (`:443` = no port), at most
@@ -89,6 +90,18 @@ struct CachedToken {
     refresh_at: SystemTime,
 }
 
+#[derive(Default)]
+struct TokenCache {
+    /// Per scope.
+    tokens: HashMap<String, CachedToken>,
+    /// The last failure per scope and when: calls queued behind a failing credential (an Azure
+    /// CLI that is not signed in takes seconds each time) get its answer instead of asking again.
+    failures: HashMap<String, (Instant, VaultError)>,
+}
+
+/// How long a credential's failure is reused for other calls.
+const TOKEN_FAILURE_REUSE: Duration = Duration::from_secs(2);
+
 /// The Key Vault secrets client. Cheap to share (`Arc`); all methods take `&self`.
 pub struct SecretClient {
     /// As given, without a trailing slash.
@@ -106,7 +119,7 @@ pub struct SecretClient {
     /// Held while the first challenge round trip is made, so concurrent first calls make one.
     discovery: tokio::sync::Mutex<()>,
     /// Tokens per scope. The async lock is held while fetching, coalescing concurrent fetches.
-    tokens: tokio::sync::Mutex<HashMap<String, CachedToken>>,
+    tokens: tokio::sync::Mutex<TokenCache>,
 }
 
 impl std::fmt::Debug for SecretClient {
@@ -181,7 +194,7 @@ impl SecretClient {
             credential,
             challenge: parking_lot::Mutex::new(None),
             discovery: tokio::sync::Mutex::new(()),
-            tokens: tokio::sync::Mutex::new(HashMap::new()),
+            tokens: tokio::sync::Mutex::new(TokenCache::default()),
         })
     }
 
@@ -383,10 +396,18 @@ impl SecretClient {
         let timeout = || VaultError::Timeout {
             what: format!("getting a token for {what}"),
         };
-        let mut tokens = tokio::time::timeout_at(deadline.into(), self.tokens.lock())
+        let mut cache = tokio::time::timeout_at(deadline.into(), self.tokens.lock())
             .await
             .map_err(|_| timeout())?;
+        let TokenCache { tokens, failures } = &mut *cache;
         let now = SystemTime::now();
+        if stale.is_none() {
+            if let Some((at, error)) = failures.get(&challenge.scope) {
+                if at.elapsed() < TOKEN_FAILURE_REUSE {
+                    return Err(error.clone());
+                }
+            }
+        }
         let cached = tokens
             .get(&challenge.scope)
             .filter(|c| stale.is_none_or(|s| s.token.expose() != c.token.token.expose()));
@@ -418,6 +439,7 @@ impl SecretClient {
                     ?lifetime,
                     "got a token"
                 );
+                failures.remove(&challenge.scope);
                 tokens.insert(
                     challenge.scope.clone(),
                     CachedToken {
@@ -433,7 +455,10 @@ impl SecretClient {
                     tracing::warn!(error = %e, "token refresh failed; using the current token");
                     Ok(c.token.clone())
                 }
-                _ => Err(e),
+                _ => {
+                    failures.insert(challenge.scope.clone(), (Instant::now(), e.clone()));
+                    Err(e)
+                }
             },
         }
     }
@@ -1047,6 +1072,56 @@ mod tests {
             c.learn_challenge(&bare, None),
             Err(VaultError::Auth { .. })
         ));
+    }
+
+    struct FailingCredential(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl TokenCredential for FailingCredential {
+        async fn get_token(&self, _: &TokenRequest) -> Result<AccessToken, VaultError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(VaultError::Auth {
+                message: "not signed in".into(),
+            })
+        }
+        fn name(&self) -> &'static str {
+            "FailingCredential"
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_queued_behind_a_failing_credential_share_its_answer() {
+        let credential = Arc::new(FailingCredential(Default::default()));
+        let c = Arc::new(
+            SecretClient::new(
+                ClientOptions {
+                    vault_url: "https://kv.vault.azure.net".into(),
+                    ..ClientOptions::default()
+                },
+                credential.clone(),
+            )
+            .expect("client"),
+        );
+        let ch = Arc::new(
+            HttpChallenge::parse(
+                "Bearer authorization=\"https://login.microsoftonline.com/t\", resource=\"https://vault.azure.net\"",
+            )
+            .expect("challenge"),
+        );
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let (c, ch) = (c.clone(), ch.clone());
+            tasks.push(tokio::spawn(async move {
+                c.token_for(&ch, None, Instant::now() + Duration::from_secs(5), "x")
+                    .await
+            }));
+        }
+        for t in tasks {
+            let err = t.await.expect("join").expect_err("fails");
+            assert!(err.to_string().contains("not signed in"));
+        }
+        assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -141,7 +141,7 @@ impl ChainableCredential for ChainedTokenCredential {
         for (index, source) in self.sources.iter().enumerate() {
             match source.try_get_token(request).await {
                 Ok(token) => {
-                    tracing::debug!(
+                    tracing::info!(
                         credential = source.credential_name(),
                         "credential chain: using"
                     );

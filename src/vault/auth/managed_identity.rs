@@ -15,10 +15,11 @@ use super::{
     token_credential_via_chainable, AccessToken, ChainableCredential, CredentialError, EnvLookup,
     TokenRequest,
 };
-use crate::vault::pipeline::{Pipeline, Request};
+use crate::vault::pipeline::{build_http_client_with, Pipeline, Request};
 
 const IMDS_DEFAULT: &str = "http://169.254.169.254";
 const IMDS_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const IMDS_MAX_RETRIES: u32 = 3;
 
 #[derive(Debug)]
 enum Source {
@@ -45,15 +46,25 @@ impl ManagedIdentityCredential {
     /// (`AZURE_POD_IDENTITY_AUTHORITY_HOST` overrides its address, as in the SDKs).
     pub fn from_env(pipeline: Pipeline, env: EnvLookup<'_>) -> ManagedIdentityCredential {
         let get = |n: &str| env(n).filter(|v| !v.is_empty());
+        let mut pipeline = pipeline;
         let source = match (get("IDENTITY_ENDPOINT"), get("IDENTITY_HEADER")) {
             (Some(endpoint), Some(header)) => Source::AppService { endpoint, header },
-            _ => Source::Imds {
-                base: get("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+            _ => {
+                let base = get("AZURE_POD_IDENTITY_AUTHORITY_HOST")
                     .unwrap_or_else(|| IMDS_DEFAULT.to_owned())
                     .trim_end_matches('/')
-                    .to_owned(),
-                available: OnceCell::new(),
-            },
+                    .to_owned();
+                // The link-local IMDS is never behind a proxy: bypass HTTPS_PROXY & co.
+                if base == IMDS_DEFAULT {
+                    if let Ok(http) = build_http_client_with(None, true) {
+                        pipeline = Pipeline::new(http, IMDS_MAX_RETRIES);
+                    }
+                }
+                Source::Imds {
+                    base,
+                    available: OnceCell::new(),
+                }
+            }
         };
         ManagedIdentityCredential {
             source,
