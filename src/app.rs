@@ -284,6 +284,10 @@ fn run_mount(args: MountArgs) -> Result<()> {
         SecretClient::new(options, credential)
             .with_context(|| format!("cannot create a client for {url}"))?
     };
+    // Fail now, with the reason, rather than answer EIO on every file: TLS trust, the challenge
+    // and its resource check, and the credential are all exercised by one small list call.
+    rt.block_on(client.check_connection())
+        .with_context(|| format!("cannot use the vault {url}"))?;
     let store: Arc<dyn SecretStore> = Arc::new(client);
 
     let mount_options = MountOptions {
