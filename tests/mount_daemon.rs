@@ -75,3 +75,22 @@ fn a_new_mount_recovers_the_stale_mount_of_a_killed_daemon() {
     let m = LocalMount::start_in(dir, &[]);
     assert_eq!(sh_ok(&m.mountpoint, "cat kept"), "survives");
 }
+
+#[test]
+fn sigterm_commits_unmounts_and_exits_zero() {
+    let m = LocalMount::start(&[]);
+    let mut file = std::fs::File::create(m.path("on-term")).expect("create");
+    file.write_all(b"committed-on-sigterm").expect("write");
+    let pid = m.pid().expect("running") as i32;
+    // SAFETY: kill(2) of our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let mountpoint = m.mountpoint.clone();
+    let (status, dir) = m.stop_keep_dir();
+    drop(file);
+    assert!(status.success(), "exit status {status}");
+    assert!(!common::is_mountpoint(&mountpoint), "still mounted");
+    let m = LocalMount::start_in(dir, &[]);
+    assert_eq!(m.other_get("on-term"), "committed-on-sigterm");
+}
