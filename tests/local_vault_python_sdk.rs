@@ -1,4 +1,4 @@
-//! Runs tests/python (official azure-keyvault-secrets + azure-identity) against an in-process
+//! Runs tests/sdk (official azure-keyvault-secrets + azure-identity) against an in-process
 //! local vault with `strict_api_version` on. Needs `.venv` from `scripts/python-venv`; without it
 //! the test says so and passes, except under `scripts/test`, which creates the venv and sets
 //! AKVFS_REQUIRE_PYTHON_SDK.
@@ -43,7 +43,7 @@ async fn official_python_sdk_replays_the_quickstart() {
     .expect("start");
     let out = tokio::process::Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(root.join("tests/python"))
+        .arg(root.join("tests/sdk"))
         .env("AKVFS_LOCAL_VAULT_ENV", vault.env_file())
         .env(
             "AKVFS_LOCAL_VAULT_ENV_NO_SOFT_DELETE",
