@@ -37,6 +37,7 @@ def test_disabled_secret_is_forbidden(client):
         client.get_secret(name)
     assert forbidden.value.status_code == 403
     assert forbidden.value.error.code == "Forbidden"
+    assert forbidden.value.error.innererror["code"] == "SecretDisabled"
     assert "disabled" in forbidden.value.message
     client.update_secret_properties(name, enabled=True)
     assert client.get_secret(name).value == "hidden"
@@ -53,6 +54,7 @@ def test_principal_without_get_is_forbidden(vault_env, admin, client):
         limited.get_secret(name)
     assert forbidden.value.status_code == 403
     assert forbidden.value.error.code == "Forbidden"
+    assert forbidden.value.error.innererror["code"] == "ForbiddenByPolicy"
     assert f"appid={client_id}" in forbidden.value.message
     assert "secrets get permission" in forbidden.value.message
 
@@ -80,13 +82,14 @@ def test_sdk_retries_over_faults_with_retry_after(client, admin, status):
     name = unique(f"retry-{status}")
     client.set_secret(name, "survives")
     admin.reset_counters()
-    admin.add_fault(operation="get_secret", status=status, count=2, retry_after=1)
+    admin.add_fault(operation="get_secret", status=status, count=2, retry_after=2)
     started = time.monotonic()
     assert client.get_secret(name).value == "survives"
     elapsed = time.monotonic() - started
     assert admin.counters()["get_secret"] == {status: 2, 200: 1}
-    # The SDK waited as told by Retry-After (1 s per retry).
-    assert elapsed >= 2.0
+    # The SDK waited as told by Retry-After (2 s per retry), not its own exponential backoff
+    # (0.8 s, then 1.6 s: 2.4 s in all).
+    assert elapsed >= 4.0
 
 
 def test_sdk_retries_sets_over_429(client, admin):
