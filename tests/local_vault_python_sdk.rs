@@ -57,6 +57,10 @@ async fn official_python_sdk_conformance_suite() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("passed"), "{stdout}");
+    // Every test of the suite must run: none skipped, none expected to fail.
+    for word in ["skipped", "xfail", "xpass", "deselected"] {
+        assert!(!stdout.contains(word), "pytest reported {word}:\n{stdout}");
+    }
     eprintln!("{stdout}");
     vault.shutdown().await;
     no_soft_delete.shutdown().await;
