@@ -245,3 +245,20 @@ fn a_burst_of_429_with_retry_after_is_absorbed_and_endless_throttling_is_eagain(
     clear_faults(&m);
     assert_eq!(read_or_errno(dir, "cold"), "ok:cold-value");
 }
+
+#[test]
+fn a_vault_that_hangs_past_the_deadline_is_etimedout() {
+    let m = LocalMount::start(&["--request-timeout", "3s"]);
+    let dir = &m.mountpoint;
+    m.other_set("slow", "slow-value");
+    // Each get answers only after 10 s: every attempt is abandoned (a third of the deadline).
+    inject(
+        &m,
+        FaultSpec::default()
+            .with_latency_ms(10_000)
+            .for_operation("get_secret"),
+    );
+    assert_eq!(read_or_errno(dir, "slow"), "ETIMEDOUT");
+    clear_faults(&m);
+    assert_eq!(read_or_errno(dir, "slow"), "ok:slow-value");
+}
