@@ -20,6 +20,16 @@ fn read_or_errno(dir: &Path, name: &str) -> String {
     )
 }
 
+/// Vault calls for `name` that failed, as the mount logs them (once per call, not per reader).
+fn failed_reads_logged(m: &LocalMount, name: &str) -> usize {
+    m.log_text()
+        .lines()
+        .filter(|l| {
+            l.contains("could not read secret") && l.contains(&format!("secret=\"{name}\""))
+        })
+        .count()
+}
+
 fn inject(m: &LocalMount, fault: FaultSpec) {
     m.block_on(m.admin().inject_fault(fault))
         .expect("inject fault");
@@ -150,12 +160,14 @@ fn vault_down_serves_cached_values_and_fails_uncached_with_eio() {
     std::thread::sleep(std::time::Duration::from_millis(1500)); // past the TTL
     m.reset_counters();
     assert_eq!(read_or_errno(dir, "cached"), "ok:kept-value");
-    // The expired value was revalidated, failed, and served stale.
+    // The expired value was revalidated, failed, and served stale — by one vault call, not one
+    // per kernel request (lookup, getattr, open, read) of that access.
     assert!(
         m.counters().count_status("get_secret", 503) > 0,
         "{:?}",
         m.counters()
     );
+    assert_eq!(failed_reads_logged(&m, "cached"), 1);
     assert_eq!(read_or_errno(dir, "uncached-503"), "EIO");
 
     // Every data-plane connection dropped.
@@ -169,6 +181,7 @@ fn vault_down_serves_cached_values_and_fails_uncached_with_eio() {
         "{:?}",
         m.counters()
     );
+    assert_eq!(failed_reads_logged(&m, "cached"), 2);
     assert_eq!(read_or_errno(dir, "uncached-drop"), "EIO");
 
     // Back up: the vault's values again.
