@@ -10,7 +10,9 @@
 //! - concurrent misses for one key share one load (a per-key `OnceCell`), and no lock is held
 //!   across an await, so a slow load for one key never blocks another key;
 //! - a load that fails with a transient error may be answered from an expired value up to
-//!   `stale_if_error` old (and says so, so the caller can log a warning);
+//!   `stale_if_error` old (and says so, so the caller can log a warning); that stale value then
+//!   answers without a load for [`STALE_RETRY`], so the kernel's lookup, getattr, open and read
+//!   of one access do not each wait out the vault's deadline again;
 //! - `insert`/`invalidate` supersede a load in flight, so a write is never overwritten by an
 //!   older read that finishes after it (read-your-writes).
 
@@ -39,6 +41,9 @@ pub struct CachePolicy {
 pub trait Weigh {
     fn weight(&self) -> usize;
 }
+
+/// After a stale answer, how long the stale value answers before the vault is asked again.
+pub const STALE_RETRY: Duration = Duration::from_secs(1);
 
 /// Weight charged for a remembered absence (key and bookkeeping).
 const ABSENT_WEIGHT: usize = 64;
@@ -69,6 +74,9 @@ struct Slot<V> {
     value: Option<Arc<V>>,
     stored_at: Instant,
     weight: usize,
+    /// Set when an expired value was served because a reload failed: until then it answers
+    /// without a load.
+    stale_until: Option<Instant>,
 }
 
 /// One load in flight, shared by every concurrent miss of its key.
@@ -123,10 +131,14 @@ where
         let mut inner = self.inner.lock();
         let ttl_of = |slot: &Slot<V>| self.ttl_of(slot);
         let slot = inner.lru.get(key)?;
-        let remaining = ttl_of(slot).checked_sub(slot.stored_at.elapsed())?;
-        if remaining.is_zero() {
-            return None;
-        }
+        let remaining = ttl_of(slot)
+            .checked_sub(slot.stored_at.elapsed())
+            .filter(|r| !r.is_zero())
+            .or_else(|| {
+                slot.stale_until
+                    .and_then(|until| until.checked_duration_since(Instant::now()))
+                    .filter(|r| !r.is_zero())
+            })?;
         Some(Fetched {
             value: slot.value.clone(),
             valid_for: remaining,
@@ -210,12 +222,13 @@ where
             }
             Err(error) => {
                 if let (true, Some(max_age)) = (is_transient(&error), self.policy.stale_if_error) {
-                    if let Some(slot) = inner.lru.get(key) {
+                    if let Some(slot) = inner.lru.get_mut(key) {
                         if slot.value.is_some() && slot.stored_at.elapsed() <= max_age {
+                            // Ask again soon (the vault may be back), not at once.
+                            slot.stale_until = Some(Instant::now() + STALE_RETRY);
                             return Ok(Fetched {
                                 value: slot.value.clone(),
-                                // Ask again soon: the vault may be back.
-                                valid_for: Duration::from_secs(1),
+                                valid_for: STALE_RETRY,
                                 stale_because: Some(error.clone()),
                             });
                         }
@@ -244,6 +257,7 @@ where
                 value,
                 stored_at: Instant::now(),
                 weight,
+                stale_until: None,
             },
         );
         inner.bytes += weight;
@@ -445,8 +459,18 @@ mod tests {
             .await
             .expect("stale answer");
         assert_eq!(fetched.stale_because.as_deref(), Some("down"));
+        // For a while the stale value answers without asking the vault again.
+        let again = cache
+            .get_or_load("k", || async { panic!("loaded again at once") }, |_| true)
+            .await
+            .expect("stale answer");
+        assert!(again.value.is_some());
+        assert!(again.valid_for <= STALE_RETRY);
+
+        cache.insert("j", Some(blob(3)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
         let error = cache
-            .get_or_load("k", || async { Err("denied".to_owned()) }, |_| false)
+            .get_or_load("j", || async { Err("denied".to_owned()) }, |_| false)
             .await;
         assert!(error.is_err(), "non-transient errors are not masked");
     }
