@@ -11,7 +11,7 @@ use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::fs::{FsConfig, SecretFs};
 use crate::fuse::{FuseAdapter, QueuedNotifier};
@@ -301,9 +301,17 @@ impl MountHandle {
             std::thread::sleep(Duration::from_millis(20));
         }
         if session.is_finished() {
-            session
+            let ended = session
                 .join()
-                .map_err(|_| io::Error::other("the FUSE session thread panicked"))??;
+                .map_err(|_| io::Error::other("the FUSE session thread panicked"))?;
+            match ended {
+                // After a lazy detach the kernel may abort the connection when the last open
+                // file closes: that is the end we asked for, not a failure.
+                Err(error) if error.raw_os_error() == Some(libc::ECONNABORTED) => {
+                    debug!(mountpoint = %self.mountpoint.display(), "FUSE connection aborted after unmount");
+                }
+                other => other?,
+            }
         } else {
             warn!(mountpoint = %self.mountpoint.display(), "FUSE session still busy after unmount; leaving it");
         }
