@@ -250,13 +250,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
             .with_context(|| format!("cannot start the local vault in {}", data_dir.display()))?;
         let env = vault.env().clone();
         // The embedded vault's own principal, exactly as `source DATA/env` would give it.
-        let variables = env.variables();
-        let lookup = |name: &str| {
-            variables
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.clone())
-        };
+        let lookup = |name: &str| env.lookup(name);
         let credential =
             auth::credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
                 .context("cannot use the local vault's credentials")?;

@@ -94,6 +94,15 @@ impl LocalVaultEnv {
         ]
     }
 
+    /// The value `source DIR/env` would give `name`: lets a credential read this vault's
+    /// variables without touching the process environment.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        self.variables()
+            .into_iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
     pub fn to_env_file(&self) -> String {
         let mut out = String::from("# akvfs local vault: `source` this file to use the vault.\n");
         for (name, value) in self.variables() {

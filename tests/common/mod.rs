@@ -244,13 +244,7 @@ pub fn is_mountpoint(path: &Path) -> bool {
 }
 
 pub fn client_for(env: &LocalVaultEnv) -> SecretClient {
-    let variables = env.variables();
-    let lookup = |name: &str| {
-        variables
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    };
+    let lookup = |name: &str| env.lookup(name);
     let credential =
         credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
             .expect("credential");
