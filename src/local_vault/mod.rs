@@ -48,6 +48,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use admin::{AdminClient, Counters, FaultSpec, NewPrincipal};
+pub use api::OPERATIONS;
 pub use env::LocalVaultEnv;
 pub use server::LocalVault;
 pub(crate) use server::Shared;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akvfs::local_vault::{AdminClient, Counters, LocalVaultEnv};
+use akvfs::local_vault::{AdminClient, Counters, LocalVaultEnv, OPERATIONS};
 use akvfs::secret_value::SecretValue;
 use akvfs::vault::auth::{credential_with_env, AuthKind};
 use akvfs::vault::client::{ClientOptions, SecretClient};
@@ -121,21 +121,11 @@ impl LocalMount {
     /// not a secret operation).
     pub fn vault_calls(&self) -> u64 {
         let c = self.counters();
-        [
-            "set_secret",
-            "get_secret",
-            "update_secret",
-            "delete_secret",
-            "list_secrets",
-            "list_secret_versions",
-            "list_deleted_secrets",
-            "get_deleted_secret",
-            "purge_deleted_secret",
-            "recover_deleted_secret",
-        ]
-        .iter()
-        .map(|op| c.count(op))
-        .sum()
+        OPERATIONS
+            .iter()
+            .filter(|op| **op != "token")
+            .map(|op| c.count(op))
+            .sum()
     }
 
     /// Another client of the same vault (what a colleague or a script would use).
@@ -169,19 +159,12 @@ impl LocalMount {
     /// SIGINT the daemon and wait for it; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");
-        signal(&child, libc::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+        match interrupt_and_wait(&mut child, Duration::from_secs(30)) {
+            Some(status) => status,
+            None => {
                 force_unmount(&self.mountpoint);
                 panic!("akvfs did not exit after SIGINT; log:\n{}", self.log_text());
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -197,21 +180,28 @@ impl LocalMount {
 impl Drop for LocalMount {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGINT);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            interrupt_and_wait(&mut child, Duration::from_secs(15));
         }
         if is_mountpoint(&self.mountpoint) {
             force_unmount(&self.mountpoint);
         }
     }
+}
+
+/// SIGINT the daemon and wait up to `timeout`; a daemon still running then is killed and
+/// `None` returned.
+fn interrupt_and_wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    signal(child, libc::SIGINT);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 fn unique() -> u128 {
