@@ -109,6 +109,7 @@ fn local_vault_config(args: &LocalVaultArgs) -> Result<LocalVaultConfig> {
         token_ttl: args.token_ttl,
         strict_api_version: args.strict_api_version,
         throttle_per_10s: args.throttle.0,
+        challenge_resource: args.challenge_resource.clone(),
         ..LocalVaultConfig::default()
     })
 }
@@ -243,6 +244,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
             listen: args.listen,
             data_dir: Some(data_dir.clone()),
             deletion_delay: args.deletion_delay,
+            token_ttl: args.token_ttl,
             ..LocalVaultConfig::default()
         };
         let vault = rt

@@ -117,6 +117,10 @@ pub struct MountArgs {
     /// With `local`: how long a deletion or recovery takes to complete.
     #[arg(long, value_parser = parse_duration, default_value = "1s", help_heading = "Local vault")]
     pub deletion_delay: Duration,
+    /// With `local`: lifetime of the tokens the embedded vault issues (short values exercise
+    /// token refresh).
+    #[arg(long, value_parser = parse_duration, default_value = "1h", help_heading = "Local vault")]
+    pub token_ttl: Duration,
 
     /// Refuse every change (EROFS).
     #[arg(long, help_heading = "Mount")]
@@ -214,6 +218,10 @@ pub struct LocalVaultArgs {
     /// Reject api-versions the service does not know.
     #[arg(long)]
     pub strict_api_version: bool,
+    /// Name this resource in the 401 challenge instead of the host's parent domain (testing
+    /// clients' challenge resource verification).
+    #[arg(long, value_name = "URL")]
+    pub challenge_resource: Option<String>,
     /// Throttling: `off`, `real` (4,000 transactions per 10 s), or N per 10 s.
     #[arg(long, default_value = "real", value_parser = parse_throttle)]
     pub throttle: Throttle,

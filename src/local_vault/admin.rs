@@ -13,6 +13,8 @@
 //! | `POST /_akvfs/paging` | [`PagingControl`] | answer list pages up to 3 items short (as the service sometimes does), or full again |
 //! | `POST /_akvfs/seed` | [`SeedRequest`] | set `count` secrets `{prefix}{i:05}` = `value` in one transaction (not counted, not throttled) |
 //! | `POST /_akvfs/principals` | `{"permissions":["get",…]}` | add a principal; answers [`NewPrincipal`] |
+//! | `POST /_akvfs/principals/certificates` | [`ClientCertificateRequest`] | register a certificate for a principal's client assertions (in memory) |
+//! | `POST /_akvfs/federated-token` | [`FederatedTokenRequest`] | mint a workload identity token of this vault's OIDC issuer; answers [`FederatedToken`] |
 
 use std::collections::BTreeMap;
 
@@ -170,6 +172,38 @@ pub struct NewPrincipal {
     pub client_secret: SecretValue,
 }
 
+/// Body of `POST /_akvfs/principals/certificates`: after it, the principal may authenticate
+/// with a client assertion signed by this certificate's key (`x5t` or `x5t#S256` naming it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientCertificateRequest {
+    pub client_id: String,
+    /// The certificate (PEM); a private key in the same text is ignored and never kept.
+    pub certificate_pem: String,
+}
+
+/// Body of `POST /_akvfs/federated-token`. The vault trusts its own issuer for every principal
+/// with subject = client id, as a federated identity credential would.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FederatedTokenRequest {
+    /// Default: the vault's default principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Default 3600 (on the vault clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_seconds: Option<i64>,
+    /// Default `api://AzureADTokenExchange`; tests set another to see it refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// Answer of `POST /_akvfs/federated-token`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FederatedToken {
+    pub token: SecretValue,
+    /// Epoch seconds, vault clock.
+    pub expires_on: i64,
+}
+
 /// A client of the admin endpoints (reqwest trusting the vault's CA file).
 pub struct AdminClient {
     http: reqwest::Client,
@@ -309,5 +343,38 @@ impl AdminClient {
         resp.json()
             .await
             .map_err(|e| LocalVaultError::Admin(format!("principals: {e}")))
+    }
+
+    /// Let `client_id` authenticate with client assertions signed by this certificate's key.
+    pub async fn add_client_certificate(
+        &self,
+        client_id: &str,
+        certificate_pem: &str,
+    ) -> Result<(), LocalVaultError> {
+        let body = Self::to_json(&ClientCertificateRequest {
+            client_id: client_id.to_owned(),
+            certificate_pem: certificate_pem.to_owned(),
+        })?;
+        self.send(
+            reqwest::Method::POST,
+            "/_akvfs/principals/certificates",
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A federated token (what a pod finds in `AZURE_FEDERATED_TOKEN_FILE`).
+    pub async fn federated_token(
+        &self,
+        request: &FederatedTokenRequest,
+    ) -> Result<FederatedToken, LocalVaultError> {
+        let body = Self::to_json(request)?;
+        let resp = self
+            .send(reqwest::Method::POST, "/_akvfs/federated-token", Some(body))
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| LocalVaultError::Admin(format!("federated-token: {e}")))
     }
 }

@@ -82,6 +82,10 @@ pub fn audience_from_scope(scope: &str) -> Option<String> {
 }
 
 pub fn sign(key: &[u8], claims: &Claims) -> Result<String, String> {
+    sign_hs256(key, claims)
+}
+
+fn sign_hs256<T: Serialize>(key: &[u8], claims: &T) -> Result<String, String> {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(|e| e.to_string())?);
     let signing_input = format!("{header}.{payload}");
@@ -120,6 +124,268 @@ pub fn verify(key: &[u8], token: &str, resource: &str, now: i64) -> Option<Claim
 fn header_payload(token: &str) -> Option<&str> {
     let end = token.rfind('.')?;
     Some(&token[..end])
+}
+
+/// `client_assertion_type` of a signed client assertion (RFC 7523).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The audience Azure's federated identity credentials expect (and the one minted here).
+pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// The OIDC issuer of the federated tokens this vault mints (`POST /_akvfs/federated-token`)
+/// and trusts as client assertions: the vault plays the Kubernetes cluster's issuer.
+pub fn federated_issuer(vault_url: &str) -> String {
+    format!("{}/_akvfs/oidc", vault_url.trim_end_matches('/'))
+}
+
+/// Claims of a federated (workload identity) token. The principal's federated credential
+/// trusts issuer [`federated_issuer`] with subject = its client id.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FederatedClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Federated tokens are signed under a key derived from the vault's token key, so that an
+/// access token can never pass for a federated token or the other way round.
+fn federated_key(jwt_key: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(jwt_key).expect("HMAC takes keys of any length");
+    mac.update(b"akvfs federated token key");
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub fn sign_federated(jwt_key: &[u8], claims: &FederatedClaims) -> Result<String, String> {
+    sign_hs256(&federated_key(jwt_key), claims)
+}
+
+/// Why a client assertion was refused, with the AADSTS code AAD gives for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: u32,
+    /// 400 `invalid_request` or 401 `invalid_client`.
+    pub invalid_client: bool,
+    pub description: String,
+}
+
+fn reject(code: u32, invalid_client: bool, description: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        invalid_client,
+        description: description.into(),
+    }
+}
+
+/// A decoded (not yet verified) compact JWS.
+pub struct Jwt<'a> {
+    pub header: serde_json::Value,
+    pub claims: serde_json::Value,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+impl<'a> Jwt<'a> {
+    pub fn decode(token: &'a str) -> Result<Jwt<'a>, Rejection> {
+        let malformed = || reject(50027, false, "JWT token is invalid or malformed.");
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        let json = |part: &str| -> Result<serde_json::Value, Rejection> {
+            let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed())?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(malformed)
+        };
+        Ok(Jwt {
+            header: json(h)?,
+            claims: json(p)?,
+            signing_input: header_payload(token).ok_or_else(malformed)?,
+            signature: URL_SAFE_NO_PAD.decode(s).map_err(|_| malformed())?,
+        })
+    }
+
+    fn header_str(&self, name: &str) -> Option<&str> {
+        self.header.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    fn claim_str(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    fn claim_i64(&self, name: &str) -> Option<i64> {
+        self.claims.get(name).and_then(serde_json::Value::as_i64)
+    }
+
+    /// A federated token of ours is HS256; a certificate assertion RS256/PS256.
+    pub fn is_hs256(&self) -> bool {
+        self.header_str("alg") == Some("HS256")
+    }
+
+    /// `nbf <= now < exp` (`nbf` with the 5 minutes of skew AAD allows); `exp` is required.
+    fn check_time(&self, now: i64) -> Result<(), Rejection> {
+        let exp = self
+            .claim_i64("exp")
+            .ok_or_else(|| reject(50027, false, "JWT token is invalid or malformed: no 'exp'."))?;
+        let nbf = self.claim_i64("nbf").unwrap_or(i64::MIN);
+        if now >= exp || now + 300 < nbf {
+            return Err(reject(
+                700024,
+                false,
+                "Client assertion is not within its valid time range.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `base64url(SHA-1(DER))` and `base64url(SHA-256(DER))`: the `x5t` and `x5t#S256` of a
+/// certificate.
+pub fn thumbprints(der: &[u8]) -> (String, String) {
+    use sha2::Digest;
+    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    (
+        URL_SAFE_NO_PAD.encode(sha1.as_ref()),
+        URL_SAFE_NO_PAD.encode(Sha256::digest(der)),
+    )
+}
+
+/// The DER of the first certificate of a PEM text; a private key in it is ignored.
+pub fn certificate_from_pem(pem: &str) -> Result<Vec<u8>, String> {
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .ok_or("no PEM certificate in certificate_pem")?
+        .map_err(|e| format!("certificate_pem is not PEM: {e}"))?;
+    webpki::EndEntityCert::try_from(&der)
+        .map_err(|e| format!("certificate_pem is not a usable X.509 certificate: {e}"))?;
+    Ok(der.to_vec())
+}
+
+/// A client assertion signed with a certificate registered for `client_id` (AAD's
+/// `private_key_jwt`): the header names the certificate by `x5t` or `x5t#S256`, the signature
+/// (RS256 or PS256) verifies with it, `iss` = `sub` = `client_id`, `aud` is one of
+/// `token_endpoints`, and it is within its time range on the vault clock.
+pub fn verify_certificate_assertion(
+    jwt: &Jwt<'_>,
+    certificates: &[Vec<u8>],
+    client_id: &str,
+    token_endpoints: &[String],
+    now: i64,
+) -> Result<(), Rejection> {
+    let alg: &dyn rustls::pki_types::SignatureVerificationAlgorithm = match jwt.header_str("alg") {
+        Some("RS256") => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+        Some("PS256") => webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        other => return Err(reject(
+            50027,
+            false,
+            format!(
+                "The client assertion's signing algorithm {:?} is not supported (RS256, PS256).",
+                other.unwrap_or("none")
+            ),
+        )),
+    };
+    let (x5t, x5t_s256) = (jwt.header_str("x5t"), jwt.header_str("x5t#S256"));
+    let certificate = certificates.iter().find(|der| {
+        let (sha1, sha256) = thumbprints(der);
+        x5t == Some(sha1.as_str()) || x5t_s256 == Some(sha256.as_str())
+    });
+    let Some(der) = certificate else {
+        return Err(reject(
+            700027,
+            true,
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application '{client_id}'. [Reason - The key was not found., Thumbprint of key used by client: '{}']",
+                x5t.or(x5t_s256).unwrap_or("none")
+            ),
+        ));
+    };
+    let der = rustls::pki_types::CertificateDer::from(der.as_slice());
+    let signature_ok = webpki::EndEntityCert::try_from(&der)
+        .and_then(|cert| cert.verify_signature(alg, jwt.signing_input.as_bytes(), &jwt.signature))
+        .is_ok();
+    if !signature_ok {
+        return Err(reject(
+            700027,
+            true,
+            "Client assertion failed signature validation.",
+        ));
+    }
+    if jwt.claim_str("iss") != Some(client_id) || jwt.claim_str("sub") != Some(client_id) {
+        return Err(reject(
+            700021,
+            true,
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        ));
+    }
+    let aud = jwt.claim_str("aud").unwrap_or("").trim_end_matches('/');
+    if !token_endpoints
+        .iter()
+        .any(|e| e.trim_end_matches('/') == aud)
+    {
+        return Err(reject(
+            700016,
+            true,
+            format!(
+                "Client assertion audience '{aud}' is not the token endpoint '{}'.",
+                token_endpoints.first().map(String::as_str).unwrap_or("")
+            ),
+        ));
+    }
+    jwt.check_time(now)
+}
+
+/// A federated token (workload identity) minted by this vault for `client_id`: HS256 under
+/// the federated key, `iss` this vault's issuer, `aud` [`FEDERATED_AUDIENCE`], `sub` the
+/// client id, within its time range.
+pub fn verify_federated_assertion(
+    jwt: &Jwt<'_>,
+    jwt_key: &[u8],
+    issuer: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<(), Rejection> {
+    let mut mac =
+        HmacSha256::new_from_slice(&federated_key(jwt_key)).expect("HMAC takes keys of any length");
+    mac.update(jwt.signing_input.as_bytes());
+    if mac.verify_slice(&jwt.signature).is_err() {
+        return Err(reject(
+            50013,
+            true,
+            "Assertion failed signature validation. [Reason - The key was not found.]",
+        ));
+    }
+    let iss = jwt.claim_str("iss").unwrap_or("");
+    if iss != issuer {
+        return Err(reject(
+            700211,
+            true,
+            format!("No matching federated identity record found for presented assertion issuer '{iss}'."),
+        ));
+    }
+    let aud = jwt.claim_str("aud").unwrap_or("");
+    if aud != FEDERATED_AUDIENCE {
+        return Err(reject(
+            700212,
+            true,
+            format!("No matching federated identity record found for presented assertion audience '{aud}'."),
+        ));
+    }
+    let sub = jwt.claim_str("sub").unwrap_or("");
+    if sub != client_id {
+        return Err(reject(
+            700213,
+            true,
+            format!("No matching federated identity record found for presented assertion subject '{sub}'."),
+        ));
+    }
+    jwt.check_time(now)
 }
 
 /// The bearer token of an `Authorization` header value.

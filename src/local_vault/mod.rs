@@ -47,7 +47,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use admin::{AdminClient, Counters, FaultSpec, NewPrincipal};
+pub use admin::{AdminClient, Counters, FaultSpec, FederatedTokenRequest, NewPrincipal};
 pub use api::OPERATIONS;
 pub use env::LocalVaultEnv;
 pub use server::LocalVault;
@@ -75,6 +75,9 @@ pub struct LocalVaultConfig {
     /// Secret sets per 10 s while throttling is on (the service's limit: 300). Ignored when
     /// `throttle_per_10s` is `None`.
     pub throttle_sets_per_10s: Option<u32>,
+    /// The challenge's `resource` (and the audience tokens must carry) instead of the one the
+    /// request's host implies: tests show a client refusing a challenge for a foreign domain.
+    pub challenge_resource: Option<String>,
 }
 
 impl Default for LocalVaultConfig {
@@ -91,6 +94,7 @@ impl Default for LocalVaultConfig {
             strict_api_version: false,
             throttle_per_10s: Some(4000),
             throttle_sets_per_10s: Some(300),
+            challenge_resource: None,
         }
     }
 }

@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     /// client id → principal (client secret and access policy), mirrored from the store so the
     /// hot path never touches the database for it.
     pub(crate) principals: RwLock<HashMap<String, PrincipalRecord>>,
+    /// client id → DER of the certificates registered for its client assertions
+    /// (`POST /_akvfs/principals/certificates`; kept in memory, not across restarts).
+    pub(crate) client_certificates: RwLock<HashMap<String, Vec<Vec<u8>>>>,
     /// Test control: answer list pages 0–3 items short of the page size, as the real service
     /// sometimes does (`POST /_akvfs/paging`).
     pub(crate) short_pages: std::sync::atomic::AtomicBool,
@@ -294,6 +297,7 @@ impl LocalVault {
             vault_url: vault_url.clone(),
             default_host,
             principals: RwLock::new(HashMap::new()),
+            client_certificates: RwLock::new(HashMap::new()),
             short_pages: Default::default(),
         });
         for p in &principals {

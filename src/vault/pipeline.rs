@@ -146,10 +146,40 @@ pub fn build_http_client_with(
             builder = builder.add_root_certificate(cert);
         }
     }
+    if let Some(spec) = std::env::var("AKVFS_RESOLVE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    {
+        for (host, addr) in parse_resolve(&spec)? {
+            tracing::info!(%host, %addr, "AKVFS_RESOLVE: connecting to this address for the host");
+            builder = builder.resolve(&host, addr);
+        }
+    }
     builder.build().map_err(|e| VaultError::Unavailable {
         name: "HTTP client".into(),
         message: format!("cannot build the HTTPS client: {e}"),
     })
+}
+
+/// `AKVFS_RESOLVE=HOST=IP[,HOST=IP…]`: connect to IP for HOST, as curl's `--resolve` (TLS
+/// still verifies HOST). reqwest ignores an override's port: the port comes from the URL.
+pub fn parse_resolve(spec: &str) -> Result<Vec<(String, std::net::SocketAddr)>, VaultError> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let parsed = item.split_once('=').and_then(|(host, ip)| {
+                let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
+                let host = host.trim().to_ascii_lowercase();
+                let ip: std::net::IpAddr = ip.parse().ok()?;
+                (!host.is_empty()).then(|| (host, std::net::SocketAddr::new(ip, 0)))
+            });
+            parsed.ok_or_else(|| VaultError::Unavailable {
+                name: "AKVFS_RESOLVE".into(),
+                message: format!("'{item}' is not HOST=IP (e.g. myvault.vault.azure.cn=127.0.0.1)"),
+            })
+        })
+        .collect()
 }
 
 fn load_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, VaultError> {
@@ -465,6 +495,17 @@ mod tests {
         for s in [200u16, 400, 401, 403, 404, 409, 501] {
             assert!(!is_retryable_status(StatusCode::from_u16(s).expect("s")));
         }
+    }
+
+    #[test]
+    fn resolve_overrides_parse_and_bad_ones_are_named() {
+        let parsed = parse_resolve("A.vault.azure.cn=127.0.0.1, b=[::1]").expect("parse");
+        assert_eq!(parsed[0].0, "a.vault.azure.cn");
+        assert_eq!(parsed[0].1.ip().to_string(), "127.0.0.1");
+        assert_eq!(parsed[1].1.ip().to_string(), "::1");
+        let err = parse_resolve("host:127.0.0.1").expect_err("bad");
+        assert!(err.to_string().contains("host:127.0.0.1"), "{err}");
+        assert!(parse_resolve("h=not-an-ip").is_err());
     }
 
     #[test]

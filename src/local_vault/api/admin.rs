@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use super::secrets::{blocking, read_json};
 use super::{json_response, OPERATIONS};
 use crate::local_vault::admin::{
-    ClockAdvance, FaultSpec, NewPrincipal, PagingControl, PrincipalRequest, SeedRequest,
+    ClientCertificateRequest, ClockAdvance, FaultSpec, FederatedToken, FederatedTokenRequest,
+    NewPrincipal, PagingControl, PrincipalRequest, SeedRequest,
 };
 use crate::local_vault::auth::{self};
 use crate::local_vault::error::ApiError;
@@ -111,6 +112,16 @@ pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Respo
             }
             Err(e) => e.into_response(),
         },
+        (Method::POST, "principals/certificates") => {
+            match read_json::<ClientCertificateRequest>(req).await {
+                Ok(r) => add_client_certificate(st, r),
+                Err(e) => e.into_response(),
+            }
+        }
+        (Method::POST, "federated-token") => match read_json::<FederatedTokenRequest>(req).await {
+            Ok(r) => federated_token(st, r),
+            Err(e) => e.into_response(),
+        },
         _ => ApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -172,5 +183,41 @@ fn fault_problem(spec: &FaultSpec) -> Option<String> {
             OPERATIONS.join(", ")
         )),
         _ => None,
+    }
+}
+
+fn add_client_certificate(st: &Shared, r: ClientCertificateRequest) -> Response {
+    if !st.principals.read().contains_key(&r.client_id) {
+        return ApiError::bad_parameter(format!("unknown principal {}", r.client_id))
+            .into_response();
+    }
+    match auth::certificate_from_pem(&r.certificate_pem) {
+        Ok(der) => {
+            st.client_certificates
+                .write()
+                .entry(r.client_id)
+                .or_default()
+                .push(der);
+            json_response(StatusCode::OK, &serde_json::json!({}))
+        }
+        Err(problem) => ApiError::bad_parameter(problem).into_response(),
+    }
+}
+
+fn federated_token(st: &Shared, r: FederatedTokenRequest) -> Response {
+    let client_id = r.client_id.unwrap_or_else(|| st.default_client_id.clone());
+    let lifetime = r.lifetime_seconds.unwrap_or(3600);
+    if !(1..=86_400).contains(&lifetime) {
+        return ApiError::bad_parameter("lifetime_seconds must be within 1..86400").into_response();
+    }
+    match super::identity::mint_federated_token(st, &client_id, lifetime, r.audience.as_deref()) {
+        Ok((token, expires_on)) => json_response(
+            StatusCode::OK,
+            &FederatedToken {
+                token: token.into(),
+                expires_on,
+            },
+        ),
+        Err(e) => e.into_response(),
     }
 }

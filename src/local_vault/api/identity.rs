@@ -81,6 +81,12 @@ pub(super) fn issue(
 
 pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request) -> Response {
     let basic = basic_credentials(req.headers());
+    // A client assertion's `aud` must be this endpoint, as the client reached it (v2 or v1).
+    let base = base_url(st, &req);
+    let token_endpoints = [
+        format!("{base}/{tenant}/oauth2/v2.0/token"),
+        format!("{base}/{tenant}/oauth2/token"),
+    ];
     let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
         Err(_) => {
@@ -166,6 +172,24 @@ pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request
             &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
         );
     };
+    if get("client_assertion").is_some() || get("client_assertion_type").is_some() {
+        if let Err(r) = check_client_assertion(
+            st,
+            client_id,
+            get("client_assertion_type"),
+            get("client_assertion"),
+            &token_endpoints,
+        ) {
+            tracing::info!(client_id, code = r.code, reason = %r.description, "client assertion refused");
+            let (status, error) = if r.invalid_client {
+                (StatusCode::UNAUTHORIZED, "invalid_client")
+            } else {
+                (StatusCode::BAD_REQUEST, "invalid_request")
+            };
+            return aad_error(status, error, r.code, &r.description);
+        }
+        return issued(st, client_id, &audience);
+    }
     // AAD answers a wrong or missing client secret with 401 invalid_client.
     let secret_ok = get("client_secret")
         .or(basic_secret)
@@ -178,7 +202,12 @@ pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request
             "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
         );
     }
-    match issue(st, client_id, &audience) {
+    issued(st, client_id, &audience)
+}
+
+/// The token response of the client-credentials grant.
+fn issued(st: &Shared, client_id: &str, audience: &str) -> Response {
+    match issue(st, client_id, audience) {
         Ok((token, ttl)) => json_response(
             StatusCode::OK,
             &serde_json::json!({
@@ -190,6 +219,76 @@ pub(super) async fn token(st: &Arc<Shared>, tenant: &str, v2: bool, req: Request
         ),
         Err(e) => e.into_response(),
     }
+}
+
+/// `client_assertion` (jwt-bearer): a federated token this vault minted (HS256, workload
+/// identity) or a JWT signed with a certificate registered for the principal (RS256/PS256).
+fn check_client_assertion(
+    st: &Shared,
+    client_id: &str,
+    assertion_type: Option<&str>,
+    assertion: Option<&str>,
+    token_endpoints: &[String],
+) -> Result<(), auth::Rejection> {
+    let rejection = |code, description: &str| auth::Rejection {
+        code,
+        invalid_client: false,
+        description: description.to_owned(),
+    };
+    if assertion_type != Some(auth::JWT_BEARER) {
+        return Err(rejection(
+            700025,
+            "The client_assertion_type must be 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
+        ));
+    }
+    let Some(assertion) = assertion else {
+        return Err(rejection(
+            900144,
+            "The request body must contain the following parameter: 'client_assertion'.",
+        ));
+    };
+    let jwt = auth::Jwt::decode(assertion)?;
+    let now = st.clock.now_secs();
+    if jwt.is_hs256() {
+        auth::verify_federated_assertion(
+            &jwt,
+            st.jwt_key.expose().as_bytes(),
+            &auth::federated_issuer(&st.vault_url),
+            client_id,
+            now,
+        )
+    } else {
+        let certificates = st
+            .client_certificates
+            .read()
+            .get(client_id)
+            .cloned()
+            .unwrap_or_default();
+        auth::verify_certificate_assertion(&jwt, &certificates, client_id, token_endpoints, now)
+    }
+}
+
+/// `POST /_akvfs/federated-token`: a token of this vault's OIDC issuer for a principal, as a
+/// Kubernetes cluster projects into a pod for workload identity.
+pub(super) fn mint_federated_token(
+    st: &Shared,
+    client_id: &str,
+    lifetime_seconds: i64,
+    audience: Option<&str>,
+) -> Result<(String, i64), ApiError> {
+    let now = st.clock.now_secs();
+    let claims = auth::FederatedClaims {
+        iss: auth::federated_issuer(&st.vault_url),
+        sub: client_id.to_owned(),
+        aud: audience.unwrap_or(auth::FEDERATED_AUDIENCE).to_owned(),
+        iat: now,
+        nbf: now,
+        exp: now + lifetime_seconds,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let token = auth::sign_federated(st.jwt_key.expose().as_bytes(), &claims)
+        .map_err(|_| ApiError::internal("token signing failed"))?;
+    Ok((token, claims.exp))
 }
 
 pub(super) fn base_url(st: &Shared, req: &Request) -> String {
@@ -214,7 +313,7 @@ pub(super) fn openid(st: &Shared, tenant: &str, req: &Request) -> Response {
         StatusCode::OK,
         &serde_json::json!({
             "token_endpoint": format!("{base}/{t}/oauth2/v2.0/token"),
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
             "jwks_uri": format!("{base}/{t}/discovery/v2.0/keys"),
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],

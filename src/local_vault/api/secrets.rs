@@ -62,8 +62,16 @@ pub(super) fn check_api_version(
     Ok(v.to_owned())
 }
 
+/// The resource of `host`'s challenge: `--challenge-resource` when set, else as Azure's.
+fn challenge_resource(st: &Shared, host: &str) -> String {
+    st.config
+        .challenge_resource
+        .clone()
+        .unwrap_or_else(|| auth::resource_for_host(host))
+}
+
 pub(super) fn challenge(st: &Shared, host: &str) -> Response {
-    let resource = auth::resource_for_host(host);
+    let resource = challenge_resource(st, host);
     let mut resp = ApiError::unauthorized().into_response();
     let value = format!(
         "Bearer authorization=\"https://{host}/{}\", resource=\"{resource}\"",
@@ -83,7 +91,7 @@ pub(super) fn authenticate(st: &Shared, headers: &HeaderMap, host: &str) -> Opti
     auth::verify(
         st.jwt_key.expose().as_bytes(),
         token,
-        &auth::resource_for_host(host),
+        &challenge_resource(st, host),
         st.clock.now_secs(),
     )
 }
