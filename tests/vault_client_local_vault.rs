@@ -322,3 +322,270 @@ async fn ten_percent_failures_never_reach_the_caller() {
     }
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// A credential of `kind` seeing only `vars` (plus the local vault's authority host).
+fn credential_with(
+    lv: &Lv,
+    kind: AuthKind,
+    vars: Vec<(&'static str, String)>,
+) -> std::sync::Arc<dyn akvfs::vault::auth::TokenCredential> {
+    let env = lv.vault.env().clone();
+    let lookup = move |name: &str| -> Option<String> {
+        if name == "AKVFS_AUTHORITY_HOST" {
+            return Some(env.authority_host.clone());
+        }
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let env = lv.vault.env();
+    credential_with_env(kind, &env.vault_url, Some(&env.ca_file), &lookup).expect("credential")
+}
+
+fn client_with_credential(
+    lv: &Lv,
+    credential: std::sync::Arc<dyn akvfs::vault::auth::TokenCredential>,
+) -> SecretClient {
+    let env = lv.vault.env();
+    SecretClient::new(
+        ClientOptions {
+            vault_url: env.vault_url.clone(),
+            ca_file: Some(env.ca_file.clone()),
+            ..ClientOptions::default()
+        },
+        credential,
+    )
+    .expect("client")
+}
+
+/// A throwaway self-signed RSA certificate with its key (no real identity).
+fn test_certificate_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/vault/auth/testdata/test-client-cert.pem")
+}
+
+fn token_request(lv: &Lv) -> akvfs::vault::auth::TokenRequest {
+    akvfs::vault::auth::TokenRequest {
+        scope: format!("{}/.default", lv.vault.vault_url()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn client_certificate_credential_authenticates_with_a_registered_certificate() {
+    let lv = start(|_| {}).await;
+    let admin = AdminClient::new(lv.vault.env()).expect("admin");
+    client(&lv, AuthKind::Env, |_| {})
+        .set_secret("by-cert", set("certified"))
+        .await
+        .expect("set");
+    let pem = std::fs::read_to_string(test_certificate_path()).expect("pem");
+    let env = lv.vault.env().clone();
+    let cert_vars = |client_id: &str| {
+        vec![
+            ("AZURE_TENANT_ID", env.tenant_id.clone()),
+            ("AZURE_CLIENT_ID", client_id.to_owned()),
+            (
+                "AZURE_CLIENT_CERTIFICATE_PATH",
+                test_certificate_path().display().to_string(),
+            ),
+        ]
+    };
+
+    // Not registered yet: AAD's "certificate not registered" error, no token.
+    let cred = credential_with(&lv, AuthKind::Env, cert_vars(&env.client_id));
+    assert_eq!(cred.name(), "ClientCertificateCredential");
+    let err = client_with_credential(&lv, cred.clone())
+        .get_secret("by-cert", None)
+        .await
+        .expect_err("unregistered certificate");
+    assert!(err.to_string().contains("AADSTS700027"), "{err}");
+
+    admin
+        .add_client_certificate(&env.client_id, &pem)
+        .await
+        .expect("register");
+    admin.reset_counters().await.expect("reset");
+    let got = client_with_credential(&lv, cred.clone())
+        .get_secret("by-cert", None)
+        .await
+        .expect("get with a certificate");
+    assert_eq!(got.value.as_ref().map(|v| v.expose()), Some("certified"));
+    let counters = admin.counters().await.expect("counters");
+    assert_eq!(counters.count_status("token", 200), 1, "{counters:?}");
+
+    // The certificate is registered for that principal only.
+    let other = admin.create_principal(&["get"]).await.expect("principal");
+    let err = credential_with(&lv, AuthKind::Env, cert_vars(&other.client_id))
+        .get_token(&token_request(&lv))
+        .await
+        .expect_err("other principal");
+    assert!(err.to_string().contains("AADSTS700027"), "{err}");
+
+    // An assertion past its `exp` (10 minutes) on the vault clock is refused.
+    admin.advance_clock(700).await.expect("advance");
+    let err = cred
+        .get_token(&token_request(&lv))
+        .await
+        .expect_err("expired assertion");
+    assert!(err.to_string().contains("AADSTS700024"), "{err}");
+}
+
+fn write_token_file(path: &std::path::Path, token: &str) {
+    // Replace it as the kubelet does: a new file renamed over the old one.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, token).expect("write token");
+    std::fs::rename(&tmp, path).expect("rename token");
+}
+
+#[tokio::test]
+async fn workload_identity_reads_and_rereads_the_federated_token_file() {
+    let lv = start(|_| {}).await;
+    let admin = AdminClient::new(lv.vault.env()).expect("admin");
+    client(&lv, AuthKind::Env, |_| {})
+        .set_secret("by-wi", set("federated"))
+        .await
+        .expect("set");
+    let env = lv.vault.env().clone();
+    let dir = tempfile::tempdir().expect("dir");
+    let token_file = dir.path().join("azure-identity-token");
+    let mint = |lifetime: i64| {
+        let admin = &admin;
+        async move {
+            admin
+                .federated_token(&akvfs::local_vault::FederatedTokenRequest {
+                    lifetime_seconds: Some(lifetime),
+                    ..Default::default()
+                })
+                .await
+                .expect("mint")
+                .token
+        }
+    };
+    write_token_file(&token_file, mint(600).await.expose());
+    let cred = credential_with(
+        &lv,
+        AuthKind::WorkloadIdentity,
+        vec![
+            ("AZURE_TENANT_ID", env.tenant_id.clone()),
+            ("AZURE_CLIENT_ID", env.client_id.clone()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+        ],
+    );
+    admin.reset_counters().await.expect("reset");
+    let c = client_with_credential(&lv, cred.clone());
+    let got = c.get_secret("by-wi", None).await.expect("get via WI");
+    assert_eq!(got.value.as_ref().map(|v| v.expose()), Some("federated"));
+
+    // The federated token expires (vault clock): the file's old token is refused...
+    admin.advance_clock(700).await.expect("advance");
+    let err = cred
+        .get_token(&token_request(&lv))
+        .await
+        .expect_err("expired federated token");
+    assert!(err.to_string().contains("AADSTS700024"), "{err}");
+    // ...the file is replaced, and the next token request (the vault refused the client's
+    // expired access token) reads the new one.
+    write_token_file(&token_file, mint(7200).await.expose());
+    admin
+        .advance_clock(3000)
+        .await
+        .expect("advance past the access token");
+    let got = c
+        .get_secret("by-wi", None)
+        .await
+        .expect("get after rotation");
+    assert_eq!(got.value.as_ref().map(|v| v.expose()), Some("federated"));
+    let counters = admin.counters().await.expect("counters");
+    assert_eq!(counters.count_status("token", 200), 2, "{counters:?}");
+    assert_eq!(counters.count_status("token", 400), 1, "{counters:?}");
+}
+
+#[tokio::test]
+async fn federated_tokens_with_a_bad_signature_audience_or_subject_are_refused() {
+    let lv = start(|_| {}).await;
+    let admin = AdminClient::new(lv.vault.env()).expect("admin");
+    let env = lv.vault.env().clone();
+    let dir = tempfile::tempdir().expect("dir");
+    let token_file = dir.path().join("token");
+    let cred = credential_with(
+        &lv,
+        AuthKind::WorkloadIdentity,
+        vec![
+            ("AZURE_TENANT_ID", env.tenant_id.clone()),
+            ("AZURE_CLIENT_ID", env.client_id.clone()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+        ],
+    );
+    let refused = |token: String, code: &'static str| {
+        let (cred, token_file, lv) = (&cred, &token_file, &lv);
+        async move {
+            write_token_file(token_file, &token);
+            let err = cred
+                .get_token(&token_request(lv))
+                .await
+                .expect_err("refused");
+            assert!(err.to_string().contains(code), "{code}: {err}");
+        }
+    };
+    let good = admin
+        .federated_token(&Default::default())
+        .await
+        .expect("mint")
+        .token;
+    // A flipped signature byte.
+    let mut forged = good.expose().to_owned();
+    let last = forged.pop().expect("non-empty");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    refused(forged, "AADSTS50013").await;
+    let wrong_audience = admin
+        .federated_token(&akvfs::local_vault::FederatedTokenRequest {
+            audience: Some("api://SomethingElse".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("mint");
+    refused(wrong_audience.token.expose().to_owned(), "AADSTS700212").await;
+    let other = admin.create_principal(&["get"]).await.expect("principal");
+    let others_token = admin
+        .federated_token(&akvfs::local_vault::FederatedTokenRequest {
+            client_id: Some(other.client_id),
+            ..Default::default()
+        })
+        .await
+        .expect("mint");
+    refused(others_token.token.expose().to_owned(), "AADSTS700213").await;
+    // An access token of the vault is no federated token.
+    let access = cred_token_via_secret(&lv).await;
+    refused(access, "AADSTS50013").await;
+    // The good one works.
+    write_token_file(&token_file, good.expose());
+    cred.get_token(&token_request(&lv))
+        .await
+        .expect("good token");
+}
+
+async fn cred_token_via_secret(lv: &Lv) -> String {
+    let env = lv.vault.env().clone();
+    credential_with(
+        lv,
+        AuthKind::Env,
+        vec![
+            ("AZURE_TENANT_ID", env.tenant_id.clone()),
+            ("AZURE_CLIENT_ID", env.client_id.clone()),
+            ("AZURE_CLIENT_SECRET", env.client_secret.expose().to_owned()),
+        ],
+    )
+    .get_token(&token_request(lv))
+    .await
+    .expect("token")
+    .token
+    .expose()
+    .to_owned()
+}

@@ -282,14 +282,16 @@ pub fn verify_certificate_assertion(
     let alg: &dyn rustls::pki_types::SignatureVerificationAlgorithm = match jwt.header_str("alg") {
         Some("RS256") => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
         Some("PS256") => webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
-        other => return Err(reject(
-            50027,
-            false,
-            format!(
+        other => {
+            return Err(reject(
+                50027,
+                false,
+                format!(
                 "The client assertion's signing algorithm {:?} is not supported (RS256, PS256).",
                 other.unwrap_or("none")
             ),
-        )),
+            ))
+        }
     };
     let (x5t, x5t_s256) = (jwt.header_str("x5t"), jwt.header_str("x5t#S256"));
     let certificate = certificates.iter().find(|der| {
@@ -479,6 +481,137 @@ mod tests {
             Some("https://127.0.0.1:9")
         );
         assert_eq!(audience_from_scope(" "), None);
+    }
+
+    const TEST_PEM: &str = include_str!("../vault/auth/testdata/test-client-cert.pem");
+    const ENDPOINT: &str = "https://127.0.0.1:1/t/oauth2/v2.0/token";
+
+    /// A client assertion signed with the test certificate's key.
+    fn assertion(alg: &str, thumbprint_header: &str, claims: serde_json::Value) -> String {
+        let der = certificate_from_pem(TEST_PEM).expect("cert");
+        let (sha1, sha256) = thumbprints(&der);
+        let thumbprint = if thumbprint_header == "x5t" {
+            sha1
+        } else {
+            sha256
+        };
+        let header = serde_json::json!({"alg": alg, "typ": "JWT", thumbprint_header: thumbprint});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let key = rustls_pemfile::private_key(&mut TEST_PEM.as_bytes())
+            .expect("pem")
+            .expect("key");
+        let key = ring::signature::RsaKeyPair::from_pkcs8(key.secret_der()).expect("rsa");
+        let padding: &'static dyn ring::signature::RsaEncoding = if alg == "PS256" {
+            &ring::signature::RSA_PSS_SHA256
+        } else {
+            &ring::signature::RSA_PKCS1_SHA256
+        };
+        let mut sig = vec![0u8; key.public().modulus_len()];
+        key.sign(
+            padding,
+            &ring::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .expect("sign");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    fn claims_for(aud: &str, iss: &str, exp: i64) -> serde_json::Value {
+        serde_json::json!({"aud": aud, "iss": iss, "sub": "cid", "nbf": 100, "exp": exp, "jti": "j"})
+    }
+
+    fn check(token: &str, now: i64) -> Result<(), Rejection> {
+        let certs = vec![certificate_from_pem(TEST_PEM).expect("cert")];
+        let jwt = Jwt::decode(token)?;
+        verify_certificate_assertion(&jwt, &certs, "cid", &[ENDPOINT.to_owned()], now)
+    }
+
+    #[test]
+    fn certificate_assertions_verify_signature_thumbprint_claims_and_time() {
+        let ok = claims_for(ENDPOINT, "cid", 1000);
+        assert_eq!(check(&assertion("RS256", "x5t", ok.clone()), 500), Ok(()));
+        assert_eq!(
+            check(&assertion("PS256", "x5t#S256", ok.clone()), 500),
+            Ok(())
+        );
+        let code = |token: String, now| check(&token, now).expect_err("refused").code;
+        assert_eq!(code(assertion("RS256", "x5t", ok.clone()), 1000), 700024);
+        assert_eq!(code(assertion("RS256", "x5t", ok.clone()), -300), 700024);
+        let wrong_aud = claims_for("https://elsewhere/t/oauth2/v2.0/token", "cid", 1000);
+        assert_eq!(code(assertion("RS256", "x5t", wrong_aud), 500), 700016);
+        assert_eq!(
+            code(
+                assertion("RS256", "x5t", claims_for(ENDPOINT, "x", 1000)),
+                500
+            ),
+            700021
+        );
+        // signed RS256 but labelled PS256: the signature does not verify
+        let rs256 = assertion("RS256", "x5t", ok.clone());
+        let ps256 = assertion("PS256", "x5t", ok.clone());
+        let relabelled = format!(
+            "{}{}",
+            &ps256[..ps256.find('.').expect("dot")],
+            &rs256[rs256.find('.').expect("dot")..]
+        );
+        assert_eq!(
+            check(&relabelled, 500).expect_err("relabelled").code,
+            700027
+        );
+        let mut tampered = assertion("RS256", "x5t", ok.clone());
+        tampered.insert(tampered.rfind('.').expect("dot") - 1, 'x');
+        assert!(check(&tampered, 500).is_err());
+        let none_alg = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(ok.to_string())
+        );
+        assert_eq!(check(&none_alg, 500).expect_err("none").code, 50027);
+        assert_eq!(check("a.b", 500).expect_err("malformed").code, 50027);
+        // no certificate registered
+        let jwt_text = assertion("RS256", "x5t", ok);
+        let jwt = Jwt::decode(&jwt_text).expect("decode");
+        let err = verify_certificate_assertion(&jwt, &[], "cid", &[ENDPOINT.to_owned()], 500)
+            .expect_err("unregistered");
+        assert_eq!(err.code, 700027);
+    }
+
+    #[test]
+    fn federated_tokens_verify_under_their_own_key_only() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let claims = FederatedClaims {
+            iss: federated_issuer("https://v:1"),
+            sub: "cid".into(),
+            aud: FEDERATED_AUDIENCE.into(),
+            iat: 100,
+            nbf: 100,
+            exp: 200,
+            jti: "j".into(),
+        };
+        let token = sign_federated(key, &claims).expect("sign");
+        let verify = |token: &str, client: &str, now| {
+            verify_federated_assertion(
+                &Jwt::decode(token).expect("decode"),
+                key,
+                &federated_issuer("https://v:1"),
+                client,
+                now,
+            )
+        };
+        assert_eq!(verify(&token, "cid", 150), Ok(()));
+        assert_eq!(
+            verify(&token, "cid", 200).expect_err("expired").code,
+            700024
+        );
+        assert_eq!(verify(&token, "other", 150).expect_err("sub").code, 700213);
+        // signed with the access-token key: refused
+        let plain = sign_hs256(key, &claims).expect("sign");
+        assert_eq!(verify(&plain, "cid", 150).expect_err("key").code, 50013);
     }
 
     #[test]
