@@ -304,3 +304,142 @@ impl LocalMount {
         self.child.as_ref().map(Child::id)
     }
 }
+
+/// Variables that would pick a credential, a CA or a host override for a child `akvfs` from
+/// the test's own environment: removed, so each test says exactly what its mount sees.
+pub const CREDENTIAL_VARIABLES: &[&str] = &[
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_TOKEN_CREDENTIALS",
+    "AKVFS_TENANT_ID",
+    "AKVFS_CLIENT_ID",
+    "AKVFS_CLIENT_SECRET",
+    "AKVFS_AUTHORITY_HOST",
+    "AKVFS_CA_FILE",
+    "AKVFS_RESOLVE",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+];
+
+/// `akvfs mount URL MNT ARGS…` against a vault the test runs itself, with exactly `envs` for
+/// credentials (see [`CREDENTIAL_VARIABLES`]); unmounted on drop.
+pub struct UrlMount {
+    pub dir: tempfile::TempDir,
+    pub mountpoint: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl UrlMount {
+    fn spawn(url: &str, args: &[&str], envs: &[(&str, String)]) -> UrlMount {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mountpoint = dir.path().join("m");
+        std::fs::create_dir(&mountpoint).expect("mkdir m");
+        let log = dir.path().join("akvfs.log");
+        let mut command = Command::new(akvfs_bin());
+        command
+            .arg("mount")
+            .arg(url)
+            .arg(&mountpoint)
+            .args(args)
+            .env("AKVFS_LOG", "akvfs=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for name in CREDENTIAL_VARIABLES {
+            command.env_remove(name);
+        }
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("spawn akvfs mount");
+        UrlMount {
+            dir,
+            mountpoint,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Mounts and waits until the mount is up (panics with the log if it exits instead).
+    pub fn start(url: &str, args: &[&str], envs: &[(&str, String)]) -> UrlMount {
+        let mut m = Self::spawn(url, args, envs);
+        let (mountpoint, log) = (m.mountpoint.clone(), m.log.clone());
+        let child = m.child.as_mut().expect("child");
+        // The mountpoint itself stands in for the env file `mount local` waits for.
+        wait_until_mounted(child, &mountpoint, &mountpoint, &log);
+        m
+    }
+
+    /// Runs a mount expected to fail: its exit status and log (stderr).
+    pub fn expect_failure(
+        url: &str,
+        args: &[&str],
+        envs: &[(&str, String)],
+    ) -> (ExitStatus, String) {
+        let mut m = Self::spawn(url, args, envs);
+        let mut child = m.child.take().expect("child");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the mount did not give up; log:\n{}", m.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            !is_mountpoint(&m.mountpoint),
+            "a failed mount left {} mounted",
+            m.mountpoint.display()
+        );
+        (status, m.log_text())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mountpoint.join(name)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon has not exited.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGINT the daemon and wait for it; returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        match interrupt_and_wait(&mut child, Duration::from_secs(30)) {
+            Some(status) => status,
+            None => {
+                force_unmount(&self.mountpoint);
+                panic!("akvfs did not exit after SIGINT; log:\n{}", self.log_text());
+            }
+        }
+    }
+}
+
+impl Drop for UrlMount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            interrupt_and_wait(&mut child, Duration::from_secs(15));
+        }
+        if is_mountpoint(&self.mountpoint) {
+            force_unmount(&self.mountpoint);
+        }
+    }
+}
