@@ -3,8 +3,9 @@
 //! endpoint to pin the client's wire behaviour — the challenge, token caching, retries, paging,
 //! polling — and counts every request it sees. Secret names pick the scripted behaviour.
 
+mod https_support;
+
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use https_support::{challenge, json, service_error};
 
 const TENANT: &str = "test-tenant";
 const CLIENT_ID: &str = "test-client";
@@ -87,23 +89,6 @@ impl Server {
     fn origin(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
-}
-
-fn json(status: u16, body: serde_json::Value) -> Response {
-    (
-        StatusCode::from_u16(status).expect("status"),
-        [("content-type", "application/json; charset=utf-8")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn service_error(status: u16, code: &str, inner: Option<&str>, message: &str) -> Response {
-    let mut error = serde_json::json!({"code": code, "message": message});
-    if let Some(inner) = inner {
-        error["innererror"] = serde_json::json!({"code": inner});
-    }
-    json(status, serde_json::json!({ "error": error }))
 }
 
 fn bundle(s: &Server, name: &str, value: Option<&str>) -> serde_json::Value {
@@ -225,19 +210,10 @@ async fn route(
         .and_then(|a| a.strip_prefix("Bearer "))
         .is_some_and(|t| t.starts_with("tok-") && !s.revoked.lock().expect("revoked").contains(t));
     if !valid {
-        let mut r = service_error(
-            401,
-            "Unauthorized",
-            None,
-            "AKV10000: Request is missing a Bearer or PoP token.",
+        return challenge(
+            &format!("{}/{TENANT}", s.origin()),
+            "https://vault.azure.net",
         );
-        let challenge = format!(
-            "Bearer authorization=\"{}/{TENANT}\", resource=\"https://vault.azure.net\"",
-            s.origin()
-        );
-        r.headers_mut()
-            .insert("www-authenticate", challenge.parse().expect("header"));
-        return r;
     }
 
     if let Some(next) = s.script.lock().expect("script").pop_front() {
@@ -458,43 +434,15 @@ struct Fixture {
 
 /// Starts the server on 127.0.0.1:0 with a fresh CA; returns it, the CA file and its temp dir.
 async fn start_server() -> (Arc<Server>, PathBuf, tempfile::TempDir) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "akvfs test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .expect("leaf");
-    let dir = tempfile::tempdir().expect("dir");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).expect("write ca");
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let tls = https_support::test_tls();
+    let (listener, port) = https_support::bind_loopback();
     let server = Arc::new(Server {
-        port: addr.port(),
+        port,
         ..Server::default()
     });
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        leaf.pem().into_bytes(),
-        leaf_key.serialize_pem().into_bytes(),
-    )
-    .await
-    .expect("tls config");
     let app = Router::new().fallback(handle).with_state(server.clone());
-    tokio::spawn(async move {
-        let _ = axum_server::from_tcp_rustls(listener, tls)
-            .serve(app.into_make_service())
-            .await;
-    });
-    (server, ca_file, dir)
+    https_support::serve_https(listener, &tls, app).await;
+    (server, tls.ca_file, tls.dir)
 }
 
 /// A client of `server` with the credential `kind` built from `env` (name → value).
