@@ -648,7 +648,16 @@ impl SecretStore for SecretClient {
             Some(version) => self.url(&["secrets", name, version])?,
             None => self.url(&["secrets", name])?,
         };
-        self.call(Method::GET, url, None, name).await
+        let bundle: SecretBundle = self.call(Method::GET, url, None, name).await?;
+        // Key Vault always sends the value of a secret it returns: a bundle without one is not
+        // an empty secret.
+        if bundle.value.is_none() {
+            return Err(VaultError::InvalidResponse {
+                name: name.to_owned(),
+                message: "the vault's answer has no value".into(),
+            });
+        }
+        Ok(bundle)
     }
 
     async fn set_secret(

@@ -413,6 +413,10 @@ impl UrlMount {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The daemon has not exited.
     pub fn alive(&mut self) -> bool {
         self.child
