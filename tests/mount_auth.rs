@@ -314,8 +314,7 @@ fn challenges(c: &Counters) -> u64 {
 
 const CHINA_VAULT: &str = "kv.vault.azure.cn";
 
-fn china_mount_env(v: &Vault) -> Vec<(&'static str, String)> {
-    let env = v.env();
+fn china_mount_env(env: &LocalVaultEnv) -> Vec<(&'static str, String)> {
     vec![
         ("AKVFS_RESOLVE", format!("{CHINA_VAULT}=127.0.0.1")),
         ("AZURE_TENANT_ID", env.tenant_id.clone()),
@@ -326,23 +325,20 @@ fn china_mount_env(v: &Vault) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn china_vault(tweak: impl FnOnce(&mut LocalVaultConfig)) -> (Vault, String) {
-    let v = Vault::start(|c| {
-        c.hostnames = vec![CHINA_VAULT.into()];
-        tweak(c);
-    });
+fn china_vault() -> (Vault, String) {
+    let v = Vault::start(|c| c.hostnames = vec![CHINA_VAULT.into()]);
     let url = format!("https://{CHINA_VAULT}:{}", v.port());
     (v, url)
 }
 
 #[test]
 fn a_china_cloud_vault_url_mounts_and_reads_through_the_challenge_for_vault_azure_cn() {
-    let (v, url) = china_vault(|_| {});
+    let (v, url) = china_vault();
     v.set("sovereign", "mooncake");
     v.reset_counters();
     let ca = ca_args(&v.env().ca_file);
     let args: Vec<&str> = ca.iter().map(String::as_str).collect();
-    let m = UrlMount::start(&url, &args, &china_mount_env(&v));
+    let m = UrlMount::start(&url, &args, &china_mount_env(v.env()));
     assert_eq!(sh_ok(&m.mountpoint, "cat sovereign"), "mooncake");
     let log = m.log_text();
     assert!(
@@ -352,12 +348,87 @@ fn a_china_cloud_vault_url_mounts_and_reads_through_the_challenge_for_vault_azur
     assert_eq!(v.counters().count_status("token", 200), 1);
 }
 
+/// `akvfs local-vault ARGS…` as a separate process (the CLI's own knobs), killed on drop.
+struct VaultProcess {
+    child: std::process::Child,
+    env: LocalVaultEnv,
+    admin: AdminClient,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl VaultProcess {
+    fn start(args: &[&str]) -> VaultProcess {
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("data");
+        let mut child = std::process::Command::new(common::akvfs_bin())
+            .arg("local-vault")
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).expect("log"))
+            .spawn()
+            .expect("spawn local-vault");
+        let env_file = data.join("env");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !env_file.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "local-vault exited with {status}: {}",
+                    std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "local-vault did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let env = LocalVaultEnv::read_env_file(&env_file).expect("env file");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let admin = {
+            let _guard = rt.enter();
+            AdminClient::new(&env).expect("admin")
+        };
+        VaultProcess {
+            child,
+            env,
+            admin,
+            rt,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for VaultProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn a_challenge_naming_another_domain_is_refused_before_any_token_request() {
-    let (v, url) = china_vault(|c| c.challenge_resource = Some("https://vault.azure.net".into()));
-    let ca = ca_args(&v.env().ca_file);
+    let v = VaultProcess::start(&[
+        "--hostname",
+        CHINA_VAULT,
+        "--challenge-resource",
+        "https://vault.azure.net",
+    ]);
+    let port = url::Url::parse(&v.env.vault_url)
+        .expect("url")
+        .port()
+        .expect("port");
+    let url = format!("https://{CHINA_VAULT}:{port}");
+    let ca = ca_args(&v.env.ca_file);
     let args: Vec<&str> = ca.iter().map(String::as_str).collect();
-    let (status, log) = UrlMount::expect_failure(&url, &args, &china_mount_env(&v));
+    let (status, log) = UrlMount::expect_failure(&url, &args, &china_mount_env(&v.env));
     assert_eq!(status.code(), Some(1), "{log}");
     let error = log
         .lines()
@@ -367,7 +438,7 @@ fn a_challenge_naming_another_domain_is_refused_before_any_token_request() {
         error.contains(CHINA_VAULT) && error.contains("vault.azure.net"),
         "the error names neither domain: {error}"
     );
-    let counters = v.counters();
+    let counters = v.rt.block_on(v.admin.counters()).expect("counters");
     assert_eq!(counters.count("token"), 0, "{counters:?}");
     assert!(counters.count("list_secrets") >= 1, "{counters:?}");
 }
