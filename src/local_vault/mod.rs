@@ -27,6 +27,10 @@
 //!   with `Retry-After` (injected 429 faults can omit it).
 //! - Token endpoint errors follow AAD: unknown client 400 `unauthorized_client`, wrong secret
 //!   401 `invalid_client`, unknown tenant 400.
+//! - Client assertions (`client_assertion_type` jwt-bearer): RS256/PS256 JWTs signed with a
+//!   certificate registered through the admin API (kept in memory only), or HS256 federated
+//!   tokens of the vault's own OIDC issuer (`{vault}/_akvfs/oidc`, subject = client id, audience
+//!   `api://AzureADTokenExchange`) minted through the admin API.
 //! - Backup blobs are HMAC-sealed by the vault: restorable only into the vault that made them.
 //! - List pages are full (25, or `maxresults`) so call counts are predictable; the admin
 //!   `paging` control makes them short like the service's sometimes are.
