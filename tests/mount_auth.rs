@@ -261,9 +261,10 @@ fn azure_cli_not_signed_in_tells_the_user_to_run_az_login() {
 
 #[test]
 fn short_lived_tokens_are_refreshed_while_reading_without_a_failed_read() {
-    // 4 s tokens: the client refreshes at half-life (2 s), well before the vault would refuse.
-    let m = LocalMount::start(&["--token-ttl", "4s"]);
-    const SECRETS: usize = 3000;
+    // 6 s tokens: the client refreshes at half-life (3 s), well before the vault would refuse
+    // them even on a loaded machine.
+    let m = LocalMount::start(&["--token-ttl", "6s"]);
+    const SECRETS: usize = 6000;
     m.block_on(m.admin().seed("t", SECRETS, "v")).expect("seed");
     assert_eq!(sh_ok(&m.mountpoint, "cat t00000"), "v");
     let first = m.counters();
