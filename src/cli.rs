@@ -117,6 +117,10 @@ pub struct MountArgs {
     /// With `local`: how long a deletion or recovery takes to complete.
     #[arg(long, value_parser = parse_duration, default_value = "1s", help_heading = "Local vault")]
     pub deletion_delay: Duration,
+    /// With `local`: throttling of the embedded vault: `off`, `real` (the service's 4,000
+    /// transactions per 10 s), or N per 10 s.
+    #[arg(long, default_value = "real", value_parser = parse_throttle, help_heading = "Local vault")]
+    pub throttle: Throttle,
 
     /// Refuse every change (EROFS).
     #[arg(long, help_heading = "Mount")]
