@@ -726,3 +726,233 @@ impl Drop for Daemon {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Another local user
+
+/// Run `sh -c SCRIPT` as `nobody` (util-linux `setpriv`), in no supplementary group.
+fn as_nobody(script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args(NOBODY)
+        .args(["sh", "-c", script])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+/// `nobody` runs `script`; it must fail with "Permission denied" (EACCES).
+fn nobody_is_refused(script: &str) {
+    let out = as_nobody(script);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Permission denied"),
+        "`{script}` as nobody: {}, stdout {:?}, stderr {err:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `nobody` runs `script`; it must succeed; returns its output.
+fn nobody_ok(script: &str) -> String {
+    let out = as_nobody(script);
+    assert!(
+        out.status.success(),
+        "`{script}` as nobody: {}, stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Let `nobody` reach the mountpoint (the test directory is 0700 by default), so only the
+/// mount itself can refuse.
+fn traversable(m: &LocalMount) -> String {
+    std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod test dir");
+    m.mountpoint.display().to_string()
+}
+
+/// SPEC §7: another local user cannot list or read the mount (default: no `allow_other`,
+/// modes 0700/0600), and no vault call is made on their behalf.
+#[test]
+fn another_user_cannot_list_or_read_the_mount() {
+    let m = LocalMount::start(&[]);
+    m.other_set("private", "root-only");
+    let mnt = traversable(&m);
+    assert_eq!(sh_ok(&m.mountpoint, "cat private"), "root-only");
+    m.reset_counters();
+    nobody_is_refused(&format!("ls {mnt}"));
+    nobody_is_refused(&format!("cat {mnt}/private"));
+    nobody_is_refused(&format!("stat {mnt}/private"));
+    nobody_is_refused(&format!("echo x > {mnt}/planted"));
+    assert_eq!(m.vault_calls(), 0, "{:?}", m.counters());
+    assert_eq!(m.other_get("private"), "root-only");
+}
+
+/// SPEC §7: with `--allow-other` and the kernel's default permissions, another user gets what
+/// the modes allow and nothing more: `--dir-mode 0755 --file-mode 0644` lets them list and
+/// read but not write; `--dir-mode 0755` with the default 0600 files lets them list only.
+#[test]
+fn with_allow_other_another_user_gets_only_what_the_modes_allow() {
+    let readable =
+        LocalMount::start(&["--allow-other", "--dir-mode", "0755", "--file-mode", "0644"]);
+    readable.other_set("shared", "for-everyone");
+    let mnt = traversable(&readable);
+    assert_eq!(nobody_ok(&format!("ls {mnt}")).trim(), "shared");
+    assert_eq!(nobody_ok(&format!("cat {mnt}/shared")), "for-everyone");
+    nobody_is_refused(&format!("echo x > {mnt}/shared"));
+    nobody_is_refused(&format!("echo x > {mnt}/created"));
+    assert_eq!(readable.other_get("shared"), "for-everyone");
+    drop(readable);
+
+    let private_files = LocalMount::start(&["--allow-other", "--dir-mode", "0755"]);
+    private_files.other_set("owner-only", "not-for-nobody");
+    let mnt = traversable(&private_files);
+    assert_eq!(nobody_ok(&format!("ls {mnt}")).trim(), "owner-only");
+    // (The lookup may fetch the value to give its size; only the kernel's mode check decides
+    // who opens it.)
+    nobody_is_refused(&format!("cat {mnt}/owner-only"));
+    nobody_is_refused(&format!("echo x > {mnt}/owner-only"));
+    assert_eq!(
+        sh_ok(&private_files.mountpoint, "cat owner-only"),
+        "not-for-nobody"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs at trace level
+
+/// SPEC §7: with `AKVFS_LOG=trace` (every crate: akvfs, the embedded vault, hyper, h2, rustls,
+/// reqwest) the daemon's log holds no secret value, client secret, admin token, identity header
+/// or access token after values are written, read (through the mount and by another client),
+/// listed, versioned, tagged and deleted.
+#[test]
+fn trace_logs_hold_no_value_client_secret_admin_token_or_access_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = LocalMount::start_in_logging(dir, &[], "trace");
+    let mnt = &m.mountpoint;
+    let values = [
+        "written-through-the-mount-7f3a9c",
+        "rewritten-through-the-mount-c41d2e",
+        "set-by-another-client-9b8e77",
+        "tag-value-5d0f1a",
+    ];
+    sh_ok(mnt, &format!("echo -n {} > alpha", values[0]));
+    assert_eq!(sh_ok(mnt, "cat alpha"), values[0]);
+    sh_ok(mnt, &format!("echo -n {} > alpha", values[1]));
+    assert_eq!(sh_ok(mnt, "cat alpha"), values[1]);
+    m.other_set("beta", values[2]);
+    assert_eq!(sh_ok(mnt, "cat beta"), values[2]);
+    assert!(sh_ok(mnt, "ls -l").contains("beta"));
+    let versions = sh_ok(mnt, "ls .versions/alpha");
+    assert!(versions.lines().count() >= 2, "{versions}");
+    for version in versions.lines() {
+        sh_ok(mnt, &format!("cat .versions/alpha/{version}"));
+    }
+    set_xattr(
+        &m.path("alpha"),
+        "user.akv.tags.owner",
+        values[3].as_bytes(),
+    )
+    .expect("setxattr");
+    assert_eq!(
+        get_xattr(&m.path("alpha"), "user.akv.tags.owner").expect("getxattr"),
+        values[3].as_bytes()
+    );
+    sh_ok(mnt, "rm beta && ls .deleted");
+    // An access token as the token endpoint issues them, to look for in the log.
+    let token = m.block_on(async {
+        let http = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&m.env.ca_file).expect("ca"))
+                    .expect("ca pem"),
+            )
+            .build()
+            .expect("http client");
+        let resp = http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                m.env.authority_host, m.env.tenant_id
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", m.env.client_id.as_str()),
+                ("client_secret", m.env.client_secret.expose()),
+                ("scope", &format!("{}/.default", m.env.vault_url)),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        let body: serde_json::Value = resp.json().await.expect("token json");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    });
+    let (_, signature) = token.rsplit_once('.').expect("a JWT");
+    let log = m.log_text();
+    assert!(
+        log.contains("TRACE") && log.contains("rustls") && log.contains("hyper"),
+        "the daemon did not log at trace level for every crate ({} bytes)",
+        log.len()
+    );
+    let env = &m.env;
+    let mut needles: Vec<(&str, &str)> = values.iter().map(|v| ("a secret value", *v)).collect();
+    needles.extend([
+        ("the client secret", env.client_secret.expose()),
+        ("the admin token", env.admin_token.expose()),
+        ("the identity header", env.identity_header.expose()),
+        ("an access token's signature", signature),
+        // Every JWT starts with the base64 of `{"`: no token of any kind, whoever issued it.
+        ("a JWT", "eyJ"),
+    ]);
+    for (what, needle) in needles {
+        if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+            panic!(
+                "{what} appears in the trace log, e.g. in: {}",
+                line.replace(needle, "<HERE>")
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+/// SPEC §7 "TLS verification cannot be disabled": the local vault's certificate comes from its
+/// own CA; mounted without `--ca-file` (nor `AKVFS_CA_FILE`, `SSL_CERT_FILE`), `akvfs mount`
+/// exits 1 naming the certificate problem, and not one request reaches the vault — no
+/// challenge, no token request, no client secret sent.
+#[test]
+fn an_untrusted_certificate_is_refused_before_any_request() {
+    let m = LocalMount::start(&[]);
+    let mountpoint = m.dir.path().join("untrusted");
+    std::fs::create_dir(&mountpoint).expect("mkdir");
+    m.reset_counters();
+    let out = Command::new(akvfs_bin())
+        .args(["mount", &m.env.vault_url])
+        .arg(&mountpoint)
+        .args(["--auth", "env"])
+        .env_remove("AKVFS_CA_FILE")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env("AKVFS_TENANT_ID", &m.env.tenant_id)
+        .env("AKVFS_CLIENT_ID", &m.env.client_id)
+        .env("AKVFS_CLIENT_SECRET", m.env.client_secret.expose())
+        .env("AKVFS_AUTHORITY_HOST", &m.env.authority_host)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run akvfs mount");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("certificate") && err.contains(&m.env.vault_url),
+        "the error names the vault and the certificate problem: {err}"
+    );
+    assert!(!is_mountpoint(&mountpoint), "mounted anyway");
+    let c = m.counters();
+    assert_eq!(c.count("token"), 0, "a token was requested: {c:?}");
+    assert_eq!(c.total(), 0, "a request got through untrusted TLS: {c:?}");
+}
