@@ -104,6 +104,28 @@ fn throttled_at_the_real_limits_10000_cold_reads_have_zero_errors() {
     );
 }
 
+/// `mount local --throttle N` reaches the embedded vault (the test above uses the default,
+/// `real`, so it alone would not show the flag is passed on): at 5 transactions per 10 s, the
+/// start-up check and six cold reads cannot all pass in one window, yet every read succeeds.
+#[test]
+fn mount_local_passes_throttle_to_the_embedded_vault() {
+    let m = LocalMount::start(&["--throttle", "5"]);
+    m.block_on(m.admin().seed("few-", 6, "slow-but-sure"))
+        .expect("seed");
+    for i in 0..6 {
+        let name = format!("few-{i:05}");
+        assert_eq!(
+            std::fs::read_to_string(m.path(&name)).expect("read"),
+            "slow-but-sure"
+        );
+    }
+    let c = m.counters();
+    assert!(
+        c.count_status("get_secret", 429) > 0,
+        "not throttled: {c:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Core dumps
 
