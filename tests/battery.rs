@@ -5,14 +5,14 @@
 //! | --- | --- |
 //! | 10% faulty vault responses: 1,000 cold reads all succeed | `mount_reliability::ten_percent_faults_over_1000_cold_reads_give_1000_right_values` |
 //! | vault down: stale-if-error serves cached values, uncached reads fail EIO within the deadline | `mount_reliability::vault_down_serves_cached_values_and_fails_uncached_with_eio`, `mount_reliability::a_vault_that_hangs_past_the_deadline_is_etimedout` |
-//! | throttled at the real limits: 10,000 cold reads, zero errors | [`throttled_at_the_real_limits_10000_cold_reads_have_zero_errors`] |
+//! | throttled at the real limits: 10,000 cold reads, zero errors | [`throttled_at_the_real_limits_10000_cold_reads_have_zero_errors`], [`mount_local_passes_throttle_to_the_embedded_vault`] |
 //! | `kill -9` of the local vault during 1,000 writes: every acknowledged write is there | `local_vault_durability::acknowledged_writes_survive_kill_9` |
 //! | `kill -9` of the mount daemon during writes: no partial secret, remount works | [`kill_9_of_the_daemon_during_writes_leaves_no_partial_secret_and_remount_works`], `mount_daemon::a_new_mount_recovers_the_stale_mount_of_a_killed_daemon` |
 //! | bad input: every row of the errno table through real syscalls | [`errno_rows_through_real_syscalls`] (table-driven, one syscall a row), [`errno_row_erofs_on_a_read_only_mount`], [`errno_row_eacces_when_the_access_policy_forbids`] |
 //! | (SPEC §7) malformed, oversized, hostile responses: a clean errno, never a panic | [`hostile_server_responses_end_in_a_clean_errno_never_a_panic`] |
 //! | another local user cannot list or read; `--allow-other` + modes | [`another_user_cannot_list_or_read_the_mount`], [`with_allow_other_another_user_gets_only_what_the_modes_allow`] |
 //! | `AKVFS_LOG=trace`: no secret value, client secret or token in any log line | [`trace_logs_hold_no_value_client_secret_admin_token_or_access_token`], `local_vault_logging::nothing_secret_is_logged_at_trace_level` |
-//! | an untrusted certificate is refused | [`an_untrusted_certificate_is_refused_before_any_request`] |
+//! | an untrusted certificate is refused | [`an_untrusted_certificate_is_refused_before_any_request`] (adds to `cli::a_vault_whose_certificate_is_not_trusted_fails_the_mount_with_a_hint` the proof that no request, token request included, got through) |
 //! | a challenge for another domain sends no token | `mount_auth` (end-to-end mount test) |
 //! | the daemon's core dumps are off | [`core_dumps_of_the_daemons_are_off`] |
 
