@@ -22,10 +22,12 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Mount(args) => {
             init_logging(&args.logging)?;
+            disable_core_dumps();
             run_mount(*args)
         }
         Command::LocalVault(args) => {
             init_logging(&args.logging)?;
+            disable_core_dumps();
             run_local_vault(args)
         }
     }
@@ -67,6 +69,26 @@ fn init_logging(args: &LoggingArgs) -> Result<()> {
         (None, LogFormat::Json) => builder.json().with_writer(std::io::stderr).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// Secret values and tokens live in this process's memory: no core file may carry them, and a
+/// non-dumpable process's `/proc/PID/{mem,environ}` are closed to other processes of the same
+/// user without CAP_SYS_PTRACE. A failure is logged, not fatal: the mount still works.
+fn disable_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the initialised struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, "cannot turn off core dumps (RLIMIT_CORE)");
+    }
+    // SAFETY: PR_SET_DUMPABLE takes plain integers, no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, "cannot mark the process non-dumpable (PR_SET_DUMPABLE)");
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -245,6 +267,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
             data_dir: Some(data_dir.clone()),
             deletion_delay: args.deletion_delay,
             token_ttl: args.token_ttl,
+            throttle_per_10s: args.throttle.0,
             ..LocalVaultConfig::default()
         };
         let vault = rt

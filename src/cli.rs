@@ -121,6 +121,10 @@ pub struct MountArgs {
     /// token refresh).
     #[arg(long, value_parser = parse_duration, default_value = "1h", help_heading = "Local vault")]
     pub token_ttl: Duration,
+    /// With `local`: throttling of the embedded vault: `off`, `real` (the service's 4,000
+    /// transactions per 10 s), or N per 10 s.
+    #[arg(long, default_value = "real", value_parser = parse_throttle, help_heading = "Local vault")]
+    pub throttle: Throttle,
 
     /// Refuse every change (EROFS).
     #[arg(long, help_heading = "Mount")]

@@ -41,6 +41,15 @@ impl LocalMount {
 
     /// Mount on an existing test directory (to restart on the same data).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> LocalMount {
+        Self::start_in_logging(dir, extra, "akvfs=debug")
+    }
+
+    /// Mount with `AKVFS_LOG=log_filter` (it wins over `-v`).
+    pub fn start_in_logging(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        log_filter: &str,
+    ) -> LocalMount {
         let mountpoint = dir.path().join("m");
         let data = dir.path().join("data");
         // A dead mount left by a killed daemon is there but not a directory (ENOTCONN).
@@ -58,7 +67,7 @@ impl LocalMount {
             .arg(&data)
             .args(["--deletion-delay", "300ms"])
             .args(extra)
-            .env("AKVFS_LOG", "akvfs=debug")
+            .env("AKVFS_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
