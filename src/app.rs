@@ -28,6 +28,8 @@ pub fn run(cli: Cli) -> Result<()> {
             init_logging(&args.logging)?;
             run_local_vault(args)
         }
+        Command::Unmount(args) => mount::unmount_mountpoint(&args.mountpoint, args.lazy)
+            .with_context(|| format!("akvfs unmount {}", args.mountpoint.display())),
     }
 }
 
@@ -294,6 +296,26 @@ fn run_mount(args: MountArgs) -> Result<()> {
     let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
         .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;
     tracing::info!(vault = %url, mountpoint = %args.mountpoint.display(), "mounted");
+    // Ready means usable: list the mount once through the kernel (this also fills the listing
+    // cache), and only then tell systemd (`Type=notify`) or the mount helper.
+    let listed = std::fs::read_dir(&args.mountpoint)
+        .and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>())
+        .with_context(|| format!("the first listing of {} failed", args.mountpoint.display()));
+    let listed = match listed {
+        Ok(entries) => entries.len(),
+        Err(error) => {
+            let _ = handle.unmount();
+            return Err(error);
+        }
+    };
+    tracing::info!(entries = listed, "first listing done: ready");
+    let status = format!("{url} on {}", args.mountpoint.display());
+    if let Err(error) = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]) {
+        tracing::warn!(%error, "cannot notify readiness to NOTIFY_SOCKET");
+    }
 
     let outcome = rt.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -312,6 +334,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
         }
     });
     let signalled = outcome?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if signalled {
         tracing::info!("signal received: committing pending writes and unmounting");
         handle.commit_pending();
