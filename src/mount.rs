@@ -464,10 +464,7 @@ mod tests {
     fn mountinfo_paths_are_unescaped() {
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), b"/mnt/a b");
         assert_eq!(unescape_mountinfo("/plain"), b"/plain");
-        assert_eq!(
-            mounted_type(Path::new("/")).expect("mountinfo").is_some(),
-            true
-        );
+        assert!(mounted_type(Path::new("/")).expect("mountinfo").is_some());
     }
 }
 
