@@ -296,8 +296,8 @@ fn run_mount(args: MountArgs) -> Result<()> {
     let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
         .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;
     tracing::info!(vault = %url, mountpoint = %args.mountpoint.display(), "mounted");
-    // Ready means usable: list the mount once through the kernel (this also fills the listing
-    // cache), and only then tell systemd (`Type=notify`) or the mount helper.
+    // Ready means usable: list the mount once through the kernel, and only then tell systemd
+    // (`Type=notify`) or the mount helper.
     let listed = std::fs::read_dir(&args.mountpoint)
         .and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>())
         .with_context(|| format!("the first listing of {} failed", args.mountpoint.display()));
@@ -308,6 +308,8 @@ fn run_mount(args: MountArgs) -> Result<()> {
             return Err(error);
         }
     };
+    // The first `ls` a user runs lists afresh.
+    handle.forget_listings();
     tracing::info!(entries = listed, "first listing done: ready");
     let status = format!("{url} on {}", args.mountpoint.display());
     if let Err(error) = sd_notify::notify(&[
