@@ -46,7 +46,11 @@ fn init_logging(args: &LoggingArgs) -> Result<()> {
             .with_context(|| format!("AKVFS_LOG={spec:?} is not a valid filter"))?,
         _ => EnvFilter::new(format!("warn,akvfs={default_level}")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A closed stderr (a mount helper that returned once the mount was ready) must cost log
+    // lines, not the daemon: the default reports failed writes with `eprintln!`, which panics.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     let result = match (&args.log_file, args.log_format) {
         (Some(path), format) => {
             let file = std::fs::OpenOptions::new()
@@ -229,6 +233,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
         tracing::warn!(mountpoint = %args.mountpoint.display(), "recovered a stale mount left by a previous akvfs");
     }
     check_mountpoint(&args.mountpoint)?;
+    mount::check_options(&args.options).context("bad -o option")?;
     let rt = runtime()?;
 
     // `local`: the embedded vault runs on our runtime and writes DATA/env like `local-vault`.

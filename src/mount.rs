@@ -115,6 +115,12 @@ fn parse_extra_options(extra: &[String]) -> io::Result<ParsedOptions> {
     Ok(parsed)
 }
 
+/// Check `-o` options without mounting (the mount helper and `akvfs mount` refuse bad ones
+/// before starting anything).
+pub fn check_options(extra: &[String]) -> io::Result<()> {
+    parse_extra_options(extra).map(|_| ())
+}
+
 /// A running mount. Dropping it unmounts (best effort); prefer [`MountHandle::unmount`].
 pub struct MountHandle {
     fs: Arc<SecretFs>,
@@ -210,14 +216,19 @@ pub fn mount(
 }
 
 /// After `kill -9` of a previous daemon the mountpoint answers ENOTCONN ("Transport endpoint
-/// is not connected"); detach that dead mount so a new one can take its place. [`mount`] does
+/// is not connected") or ECONNABORTED; detach that dead mount so a new one can take its place. [`mount`] does
 /// this itself; callers that inspect the mountpoint first should call it before. Answers
 /// whether a dead mount was found.
 pub fn recover_stale_mount(mountpoint: &Path) -> bool {
     let Err(error) = std::fs::metadata(mountpoint) else {
         return false;
     };
-    if error.raw_os_error() != Some(libc::ENOTCONN) {
+    // ECONNABORTED instead when the kernel saw the connection aborted (seen after kill -9
+    // of a daemon serving on cloned /dev/fuse descriptors).
+    if !matches!(
+        error.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED)
+    ) {
         return false;
     }
     warn!(mountpoint = %mountpoint.display(), "found a dead mount (its daemon is gone); detaching it");

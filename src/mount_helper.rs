@@ -12,12 +12,12 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use crate::cli::{expand_mount_options, Cli};
+use crate::cli::{expand_mount_options, Cli, Command};
 
 const USAGE: &str = "usage: mount.akvfs VAULT DIR [-sfnv] [-o OPTIONS]  (VAULT: local, a vault name or an https URL; OPTIONS: fstab options and any `akvfs mount` flag as name=value)";
 const EXIT_USAGE: u8 = 1;
@@ -129,9 +129,18 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     };
     let line = mount_command_line(program, &args);
     // Refuse bad options here, with clap's message, before anything is started.
-    if let Err(error) = Cli::try_parse_from(&line) {
-        let _ = write!(std::io::stderr(), "{name}: {error}");
-        return ExitCode::from(EXIT_USAGE);
+    let cli = match Cli::try_parse_from(&line) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = write!(std::io::stderr(), "{name}: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Command::Mount(mount) = &cli.command {
+        if let Err(error) = crate::mount::check_options(&mount.options) {
+            let _ = writeln!(std::io::stderr(), "{name}: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     }
     if args.fake {
         return ExitCode::SUCCESS;
@@ -178,7 +187,7 @@ fn run_until_ready(
         .set_read_timeout(Some(Duration::from_millis(200)))
         .map_err(|e| format!("cannot set up the readiness socket: {e}"))?;
 
-    let mut command = Command::new(&line[0]);
+    let mut command = std::process::Command::new(&line[0]);
     command
         .args(&line[1..])
         .env("NOTIFY_SOCKET", socket_path)
