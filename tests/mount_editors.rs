@@ -63,14 +63,13 @@ fn clean_home(m: &LocalMount) -> std::path::PathBuf {
     home
 }
 
-#[test]
-fn vim_s_old_new_wq_saves_one_new_version_and_deletes_nothing() {
-    need_tool("vim", "vim");
-    let m = LocalMount::start(&[]);
-    m.other_set("NAME", "old value\n");
-    let home = clean_home(&m);
-    m.reset_counters();
-    let out = Command::new("vim")
+fn run_vim(m: &LocalMount, settings: &[&str]) {
+    let home = clean_home(m);
+    let mut command = Command::new("vim");
+    for setting in settings {
+        command.args(["-c", setting]);
+    }
+    let out = command
         .args(["-c", "s/old/new/", "-c", "wq"])
         .arg(m.path("NAME"))
         .env("HOME", &home)
@@ -87,6 +86,29 @@ fn vim_s_old_new_wq_saves_one_new_version_and_deletes_nothing() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn vim_s_old_new_wq_saves_one_new_version_and_deletes_nothing() {
+    need_tool("vim", "vim");
+    let m = LocalMount::start(&[]);
+    m.other_set("NAME", "old value\n");
+    m.reset_counters();
+    run_vim(&m, &[]);
+    assert_one_clean_save(&m, "NAME", "new value\n");
+}
+
+/// Outside /tmp (where a real mount lives, e.g. /mnt/vault) vim's defaults make a backup on
+/// save: write-test file `4913`, rename `NAME` to `NAME~`, write a new `NAME`, remove `NAME~`.
+/// The test mount is under /tmp, which the default `backupskip` exempts, so only that one
+/// setting is cleared. Still one version and no deletion.
+#[test]
+fn vim_default_backup_by_rename_saves_one_new_version_and_deletes_nothing() {
+    need_tool("vim", "vim");
+    let m = LocalMount::start(&[]);
+    m.other_set("NAME", "old value\n");
+    m.reset_counters();
+    run_vim(&m, &["set backupskip="]);
     assert_one_clean_save(&m, "NAME", "new value\n");
 }
 
