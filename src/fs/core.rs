@@ -2241,17 +2241,28 @@ impl SecretFs {
             name: name.to_owned(),
             attribute: attribute.to_owned(),
         };
+        let node_name = || self.node(ino).map(|(_, name)| name).unwrap_or_default();
         // security.*, system.posix_acl_*: asked on every `ls -l`; never a vault call.
         if !attribute.starts_with(xattr::PREFIX) {
-            return Err(no_data(""));
+            return Err(no_data(&node_name()));
         }
-        let data = self.xattr_target(ino).await?.ok_or_else(|| no_data(""))?;
+        let data = self
+            .xattr_target(ino)
+            .await?
+            .ok_or_else(|| no_data(&node_name()))?;
         xattr::get(&data, attribute)
             .map(String::into_bytes)
             .ok_or_else(|| no_data(&data.name))
     }
 
     pub async fn setxattr(&self, ino: u64, attribute: &str, value: &[u8]) -> Result<(), FsError> {
+        // Editors copy ACLs and security labels to the file they save: not supported here,
+        // like a filesystem mounted without ACLs (they carry on).
+        if !attribute.starts_with(xattr::PREFIX) {
+            return Err(FsError::Unsupported {
+                name: attribute.to_owned(),
+            });
+        }
         let data = self.xattr_target(ino).await?.ok_or(FsError::Unsupported {
             name: attribute.to_owned(),
         })?;
