@@ -478,3 +478,57 @@ fn systemd_notify_ready_1_arrives_only_after_the_mount_is_listed() {
     assert!(status.success(), "{status}");
     assert!(!is_mountpoint(&mountpoint));
 }
+
+/// `cat` as uid/gid 1000 (setpriv, util-linux).
+fn cat_as_user_1000(path: &Path) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            "cat",
+        ])
+        .arg(path)
+        .output()
+        .expect("run setpriv")
+}
+
+#[test]
+fn allow_other_lets_another_user_in_and_without_it_the_kernel_refuses() {
+    use std::os::unix::fs::PermissionsExt;
+    for (flags, other_may_read) in [
+        (&["--file-mode", "0644", "--dir-mode", "0755"][..], false),
+        (
+            &["--file-mode", "0644", "--dir-mode", "0755", "--allow-other"][..],
+            true,
+        ),
+        (
+            &["-o", "allow_other,file_mode=0644,dir_mode=0755"][..],
+            true,
+        ),
+    ] {
+        let m = LocalMount::start(flags);
+        // The test directory must be traversable by the other user.
+        std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        m.other_set("s", "shared");
+        let out = cat_as_user_1000(&m.path("s"));
+        if other_may_read {
+            assert!(
+                out.status.success(),
+                "{flags:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.stdout, b"shared");
+        } else {
+            assert!(!out.status.success(), "{flags:?}: another user read it");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
