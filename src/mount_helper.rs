@@ -145,7 +145,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     if args.fake {
         return ExitCode::SUCCESS;
     }
-    match start_and_wait_until_ready(&line) {
+    match start_and_wait_until_ready(&line, args.verbose) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             let _ = writeln!(
@@ -159,9 +159,10 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// Start the daemon detached (own session, no terminal), relay its standard error until it is
-/// ready, and return then. Its later output goes nowhere: use `log_file=PATH` for logs.
-fn start_and_wait_until_ready(line: &[OsString]) -> Result<(), String> {
+/// Start the daemon detached (own session, no terminal) and return once it is ready. Its
+/// standard error until then is shown if it fails (as it comes with `-v`); later output goes
+/// nowhere: use `log_file=PATH` for logs.
+fn start_and_wait_until_ready(line: &[OsString], verbose: bool) -> Result<(), String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -173,7 +174,7 @@ fn start_and_wait_until_ready(line: &[OsString]) -> Result<(), String> {
             socket_path.display()
         )
     })?;
-    let outcome = run_until_ready(line, &socket, &socket_path);
+    let outcome = run_until_ready(line, &socket, &socket_path, verbose);
     let _ = std::fs::remove_file(&socket_path);
     outcome
 }
@@ -182,6 +183,7 @@ fn run_until_ready(
     line: &[OsString],
     socket: &UnixDatagram,
     socket_path: &Path,
+    verbose: bool,
 ) -> Result<(), String> {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -208,14 +210,31 @@ fn run_until_ready(
         .map_err(|e| format!("cannot start akvfs: {e}"))?;
     let relay = child.stderr.take().map(|mut stderr| {
         std::thread::spawn(move || {
+            // The daemon's last 64 KiB of messages, to explain a failure.
+            const KEPT: usize = 64 * 1024;
+            let mut kept = Vec::new();
             let mut buffer = [0u8; 4096];
             while let Ok(n) = stderr.read(&mut buffer) {
-                if n == 0 || std::io::stderr().write_all(&buffer[..n]).is_err() {
+                if n == 0 {
                     break;
                 }
+                if verbose {
+                    let _ = std::io::stderr().write_all(&buffer[..n]);
+                } else {
+                    kept.extend_from_slice(&buffer[..n]);
+                    let excess = kept.len().saturating_sub(KEPT);
+                    kept.drain(..excess);
+                }
             }
+            kept
         })
     });
+    // Print what the daemon said (when not already shown) before reporting its failure.
+    let explain = |relay: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        if let Some(said) = relay.and_then(|relay| relay.join().ok()) {
+            let _ = std::io::stderr().write_all(&said);
+        }
+    };
 
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut datagram = [0u8; 4096];
@@ -236,10 +255,7 @@ fn run_until_ready(
         }
         match child.try_wait() {
             Ok(Some(status)) => {
-                // Let the relay print the daemon's last words (the reason) first.
-                if let Some(relay) = relay {
-                    let _ = relay.join();
-                }
+                explain(relay);
                 return Err(format!("akvfs exited with {status} before it was ready"));
             }
             Ok(None) => {}
@@ -248,6 +264,7 @@ fn run_until_ready(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
+            explain(relay);
             return Err(format!(
                 "akvfs was not ready after {}s; stopped it",
                 READY_TIMEOUT.as_secs()
