@@ -284,3 +284,39 @@ fn a_secret_set_like_az_cli_file_encoding_base64_or_hex_reads_back_as_the_raw_by
         Some("base64")
     );
 }
+
+#[test]
+fn mv_a_b_sets_b_with_a_s_value_content_type_and_tags_then_deletes_a() {
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    let mut tags = Tags::new();
+    tags.insert("env".into(), "prod".into());
+    m.block_on(m.other_client().set_secret(
+        "a",
+        SecretSetParameters {
+            value: SecretValue::from("moved value"),
+            tags: Some(tags),
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        },
+    ))
+    .expect("set a");
+    m.reset_counters();
+    sh_ok(dir, "mv a b");
+    assert_eq!(sh_ok(dir, "cat b"), "moved value");
+    assert!(!sh_ok(dir, "ls").lines().any(|l| l == "a"));
+    let b = m
+        .block_on(m.other_client().get_secret("b", None))
+        .expect("b in the vault");
+    assert_eq!(b.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(
+        b.tags.expect("tags").get("env").map(String::as_str),
+        Some("prod")
+    );
+    assert!(
+        m.block_on(m.other_client().get_deleted_secret("a")).is_ok(),
+        "a was deleted, and the deletion had completed when mv returned"
+    );
+    assert_eq!(m.calls("set_secret"), 1);
+    assert_eq!(m.calls("delete_secret"), 1);
+}
