@@ -30,6 +30,8 @@ pub fn run(cli: Cli) -> Result<()> {
             disable_core_dumps();
             run_local_vault(args)
         }
+        Command::Unmount(args) => mount::unmount_mountpoint(&args.mountpoint, args.lazy)
+            .with_context(|| format!("akvfs unmount {}", args.mountpoint.display())),
     }
 }
 
@@ -46,7 +48,11 @@ fn init_logging(args: &LoggingArgs) -> Result<()> {
             .with_context(|| format!("AKVFS_LOG={spec:?} is not a valid filter"))?,
         _ => EnvFilter::new(format!("warn,akvfs={default_level}")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A closed stderr (a mount helper that returned once the mount was ready) must cost log
+    // lines, not the daemon: the default reports failed writes with `eprintln!`, which panics.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     let result = match (&args.log_file, args.log_format) {
         (Some(path), format) => {
             let file = std::fs::OpenOptions::new()
@@ -250,6 +256,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
         tracing::warn!(mountpoint = %args.mountpoint.display(), "recovered a stale mount left by a previous akvfs");
     }
     check_mountpoint(&args.mountpoint)?;
+    mount::check_options(&args.options).context("bad -o option")?;
     let rt = runtime()?;
 
     // `local`: the embedded vault runs on our runtime and writes DATA/env like `local-vault`.
@@ -319,11 +326,21 @@ fn run_mount(args: MountArgs) -> Result<()> {
     let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
         .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;
     tracing::info!(vault = %url, mountpoint = %args.mountpoint.display(), "mounted");
-
+    // Ready means usable: the mount is listed once through the kernel, and only then systemd
+    // (`Type=notify`) or the mount helper hears READY=1. A failing listing is retried (the
+    // mount serves meanwhile); signals are handled from the start.
+    let mountpoint = args.mountpoint.clone();
+    let stop_listing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut first_listing = rt.spawn_blocking({
+        let stop = stop_listing.clone();
+        move || list_until_it_works(&mountpoint, &stop)
+    });
+    let status = format!("{url} on {}", args.mountpoint.display());
     let outcome = rt.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let mut ready = false;
         loop {
             tokio::select! {
                 _ = sigint.recv() => return Ok::<bool, anyhow::Error>(true),
@@ -332,11 +349,25 @@ fn run_mount(args: MountArgs) -> Result<()> {
                     tracing::info!("SIGHUP: dropping all caches");
                     handle.drop_caches();
                 }
+                listed = &mut first_listing, if !ready => {
+                    ready = true;
+                    // The first `ls` a user runs lists afresh.
+                    handle.forget_listings();
+                    tracing::info!(entries = listed.unwrap_or(0), "first listing done: ready");
+                    if let Err(error) = sd_notify::notify(&[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status(&status),
+                    ]) {
+                        tracing::warn!(%error, "cannot notify readiness to NOTIFY_SOCKET");
+                    }
+                }
                 _ = handle.unmounted() => return Ok(false),
             }
         }
     });
+    stop_listing.store(true, std::sync::atomic::Ordering::SeqCst);
     let signalled = outcome?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if signalled {
         tracing::info!("signal received: committing pending writes and unmounting");
         handle.commit_pending();
@@ -349,6 +380,27 @@ fn run_mount(args: MountArgs) -> Result<()> {
     }
     tracing::info!("unmounted");
     Ok(())
+}
+
+/// List `mountpoint` (through the kernel) until it works or `stop` is set; answers the number
+/// of entries.
+fn list_until_it_works(mountpoint: &Path, stop: &std::sync::atomic::AtomicBool) -> usize {
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        match std::fs::read_dir(mountpoint)
+            .and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>())
+        {
+            Ok(entries) => return entries.len(),
+            Err(error) => {
+                tracing::warn!(mountpoint = %mountpoint.display(), %error, "the first listing failed; not ready yet, retrying");
+            }
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return 0;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(10));
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Command line: flags parsed once by clap, then validated into the configs of each layer.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +27,17 @@ pub enum Command {
     Mount(Box<MountArgs>),
     /// Run a standalone local, wire-compatible Key Vault.
     LocalVault(LocalVaultArgs),
+    /// Unmount an akvfs mount; its daemon then exits (a dead mount is detached).
+    Unmount(UnmountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    /// Where the vault is mounted.
+    pub mountpoint: PathBuf,
+    /// Detach now even if files are open; the kernel finishes when they close.
+    #[arg(short = 'z', long)]
+    pub lazy: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -240,6 +252,75 @@ pub struct Throttle(pub Option<u32>);
 /// The service's published limit: 4,000 transactions per 10 s per vault.
 pub const REAL_THROTTLE_PER_10S: u32 = 4000;
 
+/// `-o` options that name a long flag of `akvfs mount` (`file_mode=0640`, `cache_ttl=1m`,
+/// `data=/var/lib/akvfs`, `allow_purge`; `_` or `-`) become that flag, so an fstab line can
+/// say everything the command line can. The rest stay mount options (`ro`, `uid=1000`,
+/// `noauto`), checked when mounting.
+pub fn expand_mount_options(args: Vec<OsString>) -> Vec<OsString> {
+    if args.get(1).and_then(|a| a.to_str()) != Some("mount") {
+        return args;
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let Some(mount) = command.find_subcommand("mount") else {
+        return args;
+    };
+    let flags: Vec<String> = mount
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|long| !matches!(*long, "help" | "version"))
+        .map(str::to_owned)
+        .collect();
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    let mut only_positionals = false;
+    while let Some(arg) = iter.next() {
+        let text = arg.to_str().unwrap_or_default();
+        let options = if only_positionals {
+            None
+        } else if text == "--" {
+            only_positionals = true;
+            None
+        } else if text == "-o" {
+            match iter.next() {
+                Some(next) => Some(next.to_string_lossy().into_owned()),
+                None => {
+                    // Let clap report the missing value.
+                    out.push(arg);
+                    continue;
+                }
+            }
+        } else {
+            text.strip_prefix("-o")
+                .map(|rest| rest.trim_start_matches('=').to_owned())
+        };
+        let Some(options) = options else {
+            out.push(arg);
+            continue;
+        };
+        let mut kept = Vec::new();
+        for option in options.split(',').filter(|o| !o.is_empty()) {
+            let (key, value) = match option.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (option, None),
+            };
+            let long = key.replace('_', "-");
+            if flags.contains(&long) {
+                out.push(match value {
+                    Some(value) => OsString::from(format!("--{long}={value}")),
+                    None => OsString::from(format!("--{long}")),
+                });
+            } else {
+                kept.push(option);
+            }
+        }
+        if !kept.is_empty() {
+            out.push("-o".into());
+            out.push(kept.join(",").into());
+        }
+    }
+    out
+}
+
 fn parse_throttle(s: &str) -> Result<Throttle, String> {
     match s {
         "off" => Ok(Throttle(None)),
@@ -284,6 +365,34 @@ mod tests {
         assert_eq!(m.dir_mode, 0o700);
         assert_eq!(m.on_deleted_conflict, DeletedConflictArg::Recover);
         assert_eq!(m.auth, AuthArg::Auto);
+    }
+
+    #[test]
+    fn fstab_options_naming_a_flag_become_that_flag() {
+        let args = [
+            "akvfs",
+            "mount",
+            "local",
+            "/m",
+            "-o",
+            "ro,file_mode=0640,uid=7",
+        ]
+        .into_iter()
+        .chain(["-odata=/d,allow_purge,noauto"])
+        .map(OsString::from)
+        .collect();
+        let expanded = expand_mount_options(args);
+        let cli = Cli::try_parse_from(expanded).expect("parse");
+        let Command::Mount(m) = cli.command else {
+            panic!("expected mount")
+        };
+        assert_eq!(m.file_mode, 0o640);
+        assert_eq!(m.uid, Some(7));
+        assert_eq!(m.data, Some(PathBuf::from("/d")));
+        assert!(m.allow_purge);
+        assert_eq!(m.options, ["ro", "noauto"]);
+        let untouched: Vec<OsString> = ["akvfs", "local-vault", "-q"].map(OsString::from).into();
+        assert_eq!(expand_mount_options(untouched.clone()), untouched);
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod fs;
 pub mod fuse;
 pub mod local_vault;
 pub mod mount;
+pub mod mount_helper;
 pub mod secret_value;
 pub mod vault;

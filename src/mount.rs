@@ -115,6 +115,12 @@ fn parse_extra_options(extra: &[String]) -> io::Result<ParsedOptions> {
     Ok(parsed)
 }
 
+/// Check `-o` options without mounting (the mount helper and `akvfs mount` refuse bad ones
+/// before starting anything).
+pub fn check_options(extra: &[String]) -> io::Result<()> {
+    parse_extra_options(extra).map(|_| ())
+}
+
 /// A running mount. Dropping it unmounts (best effort); prefer [`MountHandle::unmount`].
 pub struct MountHandle {
     fs: Arc<SecretFs>,
@@ -210,14 +216,19 @@ pub fn mount(
 }
 
 /// After `kill -9` of a previous daemon the mountpoint answers ENOTCONN ("Transport endpoint
-/// is not connected"); detach that dead mount so a new one can take its place. [`mount`] does
+/// is not connected") or ECONNABORTED; detach that dead mount so a new one can take its place. [`mount`] does
 /// this itself; callers that inspect the mountpoint first should call it before. Answers
 /// whether a dead mount was found.
 pub fn recover_stale_mount(mountpoint: &Path) -> bool {
     let Err(error) = std::fs::metadata(mountpoint) else {
         return false;
     };
-    if error.raw_os_error() != Some(libc::ENOTCONN) {
+    // ECONNABORTED instead when the kernel saw the connection aborted (seen after kill -9
+    // of a daemon serving on cloned /dev/fuse descriptors).
+    if !matches!(
+        error.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED)
+    ) {
         return false;
     }
     warn!(mountpoint = %mountpoint.display(), "found a dead mount (its daemon is gone); detaching it");
@@ -235,6 +246,121 @@ pub fn recover_stale_mount(mountpoint: &Path) -> bool {
     true
 }
 
+/// The filesystem type of the mount at `mountpoint` (as `/proc/self/mountinfo` says, e.g.
+/// `fuse.akvfs`), or `None` when nothing is mounted there.
+pub fn mounted_type(mountpoint: &Path) -> io::Result<Option<String>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let wanted = mountpoint.as_os_str().as_encoded_bytes();
+    // The last entry for a path is the one on top.
+    Ok(mountinfo.lines().rev().find_map(|line| {
+        let (mount, filesystem) = line.split_once(" - ")?;
+        let point = mount.split(' ').nth(4)?;
+        let mut fields = filesystem.split(' ');
+        let (kind, source) = (fields.next()?, fields.next().unwrap_or_default());
+        // Mounted by root with mount(2), the kernel shows type `fuse` and our source `akvfs`.
+        let kind = if kind == "fuse" && source == "akvfs" {
+            "fuse.akvfs"
+        } else {
+            kind
+        };
+        (unescape_mountinfo(point) == wanted).then(|| kind.to_owned())
+    }))
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal escapes.
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|_| bytes[i] == b'\\')
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `akvfs unmount`: unmount the akvfs filesystem at `mountpoint` (its daemon then commits
+/// nothing more and exits), or detach a dead one. Refuses other filesystems by name.
+pub fn unmount_mountpoint(mountpoint: &Path, lazy: bool) -> io::Result<()> {
+    if recover_stale_mount(mountpoint) {
+        return Ok(());
+    }
+    let path = std::fs::canonicalize(mountpoint)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", mountpoint.display())))?;
+    match mounted_type(&path)? {
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a mountpoint", path.display()),
+            ))
+        }
+        Some(kind) if kind != "fuse.akvfs" => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a {kind} mount, not akvfs; use umount(8) for it",
+                    path.display()
+                ),
+            ))
+        }
+        Some(_) => {}
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let result = if root {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // SAFETY: a valid NUL-terminated path; umount2 does not keep the pointer.
+        if unsafe { libc::umount2(c_path.as_ptr(), flags) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    } else {
+        // Users unmount their own FUSE mounts through the setuid helper.
+        let mut command = std::process::Command::new("fusermount3");
+        command.arg("-u");
+        if lazy {
+            command.arg("-z");
+        }
+        let status = command.arg(&path).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "fusermount3 -u failed ({status})"
+            )))
+        }
+    };
+    result.map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{} is busy (files open or a shell inside it); close them or use --lazy",
+                    path.display()
+                ),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("cannot unmount {}: {e}", path.display()))
+        }
+    })
+}
+
 /// Run `future` to completion from any context, including inside the runtime (on a helper
 /// thread, since `block_on` must not run on a runtime thread).
 fn block_on_anywhere<T: Send>(runtime: &Handle, future: impl Future<Output = T> + Send) -> T {
@@ -249,6 +375,11 @@ fn block_on_anywhere<T: Send>(runtime: &Handle, future: impl Future<Output = T> 
 impl MountHandle {
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// Forget cached listings (after the readiness check's listing).
+    pub fn forget_listings(&self) {
+        self.fs.forget_listings();
     }
 
     /// Forget every cached value and listing (SIGHUP).
@@ -343,6 +474,13 @@ mod tests {
         assert_eq!(parsed.uid, Some(1000));
         assert!(parse_extra_options(&["bogus".into()]).is_err());
         assert!(parse_extra_options(&["uid=me".into()]).is_err());
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), b"/mnt/a b");
+        assert_eq!(unescape_mountinfo("/plain"), b"/plain");
+        assert!(mounted_type(Path::new("/")).expect("mountinfo").is_some());
     }
 }
 

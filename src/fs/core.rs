@@ -131,6 +131,10 @@ struct FileState {
     poisoned: bool,
     /// The last commit failed with this error; flush/fsync report it again until a new write.
     failed: Option<FsError>,
+    /// Opened with `O_TRUNC` on an existing secret and not written since. A shell's `> NAME`
+    /// flushes once right after the open (dup2, then close of the original descriptor): that
+    /// flush must not store an empty version before the data arrives.
+    emptied_at_open: bool,
 }
 
 impl FileState {
@@ -950,6 +954,7 @@ impl SecretFs {
                 dirty: false,
                 poisoned: false,
                 failed: None,
+                emptied_at_open: false,
             }),
             dirty_size: Mutex::new(None),
             version: Mutex::new(None),
@@ -987,6 +992,7 @@ impl SecretFs {
                 dirty: truncate,
                 poisoned: false,
                 failed: None,
+                emptied_at_open: false,
             }),
             dirty_size: Mutex::new(truncate.then_some(0)),
             version: Mutex::new(None),
@@ -1058,6 +1064,7 @@ impl SecretFs {
             dirty: truncate && placeholder.is_none(),
             poisoned: false,
             failed: None,
+            emptied_at_open: truncate && placeholder.is_none(),
         };
         let dirty_size = if state.dirty { Some(0) } else { None };
         let fh = self.register_file(OpenFile {
@@ -1290,6 +1297,7 @@ impl SecretFs {
         let new_len = candidate.len() as u64;
         state.buffer = Some(candidate);
         state.dirty = true;
+        state.emptied_at_open = false;
         state.failed = None;
         *file.dirty_size.lock() = Some(new_len);
         u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument {
@@ -1302,11 +1310,18 @@ impl SecretFs {
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
         let file = self.file(fh)?;
         let mut state = file.state.lock().await;
+        if state.emptied_at_open {
+            // Nothing written yet after `O_TRUNC`: the data (or the release of `: > NAME`)
+            // commits, as one version.
+            return Ok(());
+        }
         self.commit(&file, &mut state).await
     }
 
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
-        self.flush(fh).await
+        let file = self.file(fh)?;
+        let mut state = file.state.lock().await;
+        self.commit(&file, &mut state).await
     }
 
     /// Commit what is left and forget the handle.
@@ -1343,6 +1358,7 @@ impl SecretFs {
                 name: file.name.clone(),
             });
         }
+        state.emptied_at_open = false;
         if !state.dirty {
             return match &state.failed {
                 Some(error) => Err(error.clone()),
@@ -1576,6 +1592,7 @@ impl SecretFs {
         }
         state.buffer = Some(truncated);
         state.dirty = true;
+        state.emptied_at_open = false;
         state.failed = None;
         *file.dirty_size.lock() = Some(size as u64);
         Ok(())
@@ -2224,17 +2241,28 @@ impl SecretFs {
             name: name.to_owned(),
             attribute: attribute.to_owned(),
         };
+        let node_name = || self.node(ino).map(|(_, name)| name).unwrap_or_default();
         // security.*, system.posix_acl_*: asked on every `ls -l`; never a vault call.
         if !attribute.starts_with(xattr::PREFIX) {
-            return Err(no_data(""));
+            return Err(no_data(&node_name()));
         }
-        let data = self.xattr_target(ino).await?.ok_or_else(|| no_data(""))?;
+        let data = self
+            .xattr_target(ino)
+            .await?
+            .ok_or_else(|| no_data(&node_name()))?;
         xattr::get(&data, attribute)
             .map(String::into_bytes)
             .ok_or_else(|| no_data(&data.name))
     }
 
     pub async fn setxattr(&self, ino: u64, attribute: &str, value: &[u8]) -> Result<(), FsError> {
+        // Editors copy ACLs and security labels to the file they save: not supported here,
+        // like a filesystem mounted without ACLs (they carry on).
+        if !attribute.starts_with(xattr::PREFIX) {
+            return Err(FsError::Unsupported {
+                name: attribute.to_owned(),
+            });
+        }
         let data = self.xattr_target(ino).await?.ok_or(FsError::Unsupported {
             name: attribute.to_owned(),
         })?;
@@ -2314,6 +2342,12 @@ impl SecretFs {
 
     /// Forget every cached value and listing (SIGHUP). The kernel's caches follow: every known
     /// secret inode is invalidated.
+    /// Forget cached listings only (the readiness check lists the mount, and a listing cached
+    /// before anyone looked would hide secrets created meanwhile for `list_ttl`).
+    pub fn forget_listings(&self) {
+        self.listings.clear();
+    }
+
     pub fn drop_caches(&self) {
         self.values.clear();
         self.listings.clear();

@@ -13,7 +13,9 @@
 //!   time), each exactly once; a few `cat`s after `ls` cost one get each.
 //! - **Writes.** Writes go to a per-handle buffer, committed with one set on the first
 //!   flush/fsync/release after a change; a failed commit fails `close`/`fsync` and is not
-//!   retried. A write that would pass 25,600 stored characters fails with EFBIG and the handle
+//!   retried. A handle opened with `O_TRUNC` and not written yet does not commit on flush
+//!   (shells flush right after opening for `> NAME`): `printf x > NAME` is one version, and
+//!   `: > NAME` empties the secret at release. A write that would pass 25,600 stored characters fails with EFBIG and the handle
 //!   never commits (the old value stays). Attributes (`stat`) always describe the committed
 //!   value, so other readers never see a partial one; writers use direct I/O.
 //! - **New names.** A name that is created but never written (`touch new`, `: > new`) is an

@@ -982,3 +982,30 @@ async fn writes_to_a_file_removed_while_open_go_nowhere() {
     assert_eq!(store.calls("recover"), 0, "the secret was not brought back");
     assert!(store.current("s").is_none());
 }
+
+#[tokio::test]
+async fn a_shell_redirection_over_a_secret_is_one_version_not_an_empty_one_first() {
+    let (store, fs) = setup(config());
+    store.seed("s", "old", &[]);
+    let ino = fs.lookup(ROOT_INO, "s").await.expect("lookup").attr.ino;
+    let truncating = OpenMode {
+        write: true,
+        truncate: true,
+        ..OpenMode::default()
+    };
+    // `printf new > s`: open(O_TRUNC), dup2 + close (a flush), write, close.
+    let fh = fs.open(ino, truncating).await.expect("open").fh;
+    fs.flush(fh).await.expect("flush after dup2");
+    assert_eq!(store.calls("set"), 0, "no empty version");
+    fs.write(fh, 0, b"new").await.expect("write");
+    fs.flush(fh).await.expect("flush");
+    fs.release(fh).await.expect("release");
+    assert_eq!(store.calls("set"), 1);
+    assert_eq!(store.current("s").expect("s").0, "new");
+    // `: > s` still empties it, once, at release.
+    let fh = fs.open(ino, truncating).await.expect("open").fh;
+    fs.flush(fh).await.expect("flush");
+    fs.release(fh).await.expect("release");
+    assert_eq!(store.calls("set"), 2);
+    assert_eq!(store.current("s").expect("s").0, "");
+}

@@ -455,4 +455,27 @@ impl Drop for UrlMount {
             force_unmount(&self.mountpoint);
         }
     }
+
+/// Fail (never skip) when a tool a test drives is missing; `.ci/run` installs them.
+pub fn need_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        found,
+        "{tool} is missing: `apt-get install {package}` (.ci/run installs it)"
+    );
+}
+
+/// `sh -c SCRIPT` in DIR that must fail; returns its standard error.
+pub fn sh_err(dir: &Path, script: &str) -> String {
+    let out = sh(dir, script);
+    assert!(
+        !out.status.success(),
+        "`{script}` should have failed; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
