@@ -455,6 +455,7 @@ impl Drop for UrlMount {
             force_unmount(&self.mountpoint);
         }
     }
+}
 
 /// Fail (never skip) when a tool a test drives is missing; `.ci/run` installs them.
 pub fn need_tool(tool: &str, package: &str) {
