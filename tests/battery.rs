@@ -9,7 +9,7 @@
 //! | `kill -9` of the local vault during 1,000 writes: every acknowledged write is there | `local_vault_durability::acknowledged_writes_survive_kill_9` |
 //! | `kill -9` of the mount daemon during writes: no partial secret, remount works | [`kill_9_of_the_daemon_during_writes_leaves_no_partial_secret_and_remount_works`], `mount_daemon::a_new_mount_recovers_the_stale_mount_of_a_killed_daemon` |
 //! | bad input: every row of the errno table through real syscalls | [`errno_rows_through_real_syscalls`] (table-driven, one syscall a row), [`errno_row_erofs_on_a_read_only_mount`], [`errno_row_eacces_when_the_access_policy_forbids`] |
-//! | (SPEC §7) malformed, oversized, hostile responses: a clean errno, never a panic | [`hostile_server_responses_end_in_a_clean_errno_never_a_panic`] |
+//! | (SPEC §7) malformed, oversized, hostile responses: a clean errno, never a panic | `mount_hostile::hostile_bodies_are_eio_and_the_mount_keeps_serving`, `mount_hostile::a_foreign_next_link_fails_the_listing_without_hanging` |
 //! | another local user cannot list or read; `--allow-other` + modes | [`another_user_cannot_list_or_read_the_mount`], [`with_allow_other_another_user_gets_only_what_the_modes_allow`] |
 //! | `AKVFS_LOG=trace`: no secret value, client secret or token in any log line | [`trace_logs_hold_no_value_client_secret_admin_token_or_access_token`], `local_vault_logging::nothing_secret_is_logged_at_trace_level` |
 //! | an untrusted certificate is refused | [`an_untrusted_certificate_is_refused_before_any_request`] (adds to `cli::a_vault_whose_certificate_is_not_trusted_fails_the_mount_with_a_hint` the proof that no request, token request included, got through) |
@@ -23,21 +23,15 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akvfs::local_vault::{FaultSpec, LocalVaultEnv};
+use akvfs::local_vault::FaultSpec;
 use akvfs::vault::model::SecretId;
 use akvfs::vault::SecretStore;
-use common::{akvfs_bin, force_unmount, is_mountpoint, sh_ok, LocalMount};
-
-fn inject(m: &LocalMount, fault: FaultSpec) {
-    m.block_on(m.admin().inject_fault(fault))
-        .expect("inject fault");
-}
+use common::{akvfs_bin, is_mountpoint, read_all_in_parallel, sh_ok, LocalMount, UrlMount};
 
 // ---------------------------------------------------------------------------------------------
 // Throttled at the real limits
@@ -59,36 +53,12 @@ fn throttled_at_the_real_limits_10000_cold_reads_have_zero_errors() {
         .expect("seed");
     }
     m.reset_counters();
-    let started = std::time::Instant::now();
-    let handles: Vec<_> = (0..READERS)
-        .map(|t| {
-            let m = m.clone();
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                for n in (t..SECRETS).step_by(READERS) {
-                    let (g, i) = (n / 1000, n % 1000);
-                    let name = format!("t{g}-{i:05}");
-                    match std::fs::read_to_string(m.path(&name)) {
-                        Ok(v) if v == format!("throttled-{g}") => {}
-                        Ok(v) => failures.push(format!("{name}: wrong value {v:?}")),
-                        Err(e) => failures.push(format!("{name}: {e}")),
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
-    let failures: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("reader thread"))
-        .collect();
+    let started = Instant::now();
+    read_all_in_parallel(&m, READERS, SECRETS, |n| {
+        let (g, i) = (n / 1000, n % 1000);
+        (format!("t{g}-{i:05}"), format!("throttled-{g}"))
+    });
     let elapsed = started.elapsed();
-    assert!(
-        failures.is_empty(),
-        "{} of {SECRETS} reads failed, first: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
     let c = m.counters();
     eprintln!(
         "{SECRETS} cold reads: {} gets answered 200, {} answered 429",
@@ -559,8 +529,7 @@ fn errno_rows_through_real_syscalls() {
         .expect("clock forward");
 
     // throttled after retries → EAGAIN
-    inject(
-        &m,
+    m.inject(
         FaultSpec::status(429)
             .with_retry_after(1)
             .for_operation("get_secret"),
@@ -572,7 +541,7 @@ fn errno_rows_through_real_syscalls() {
     ));
     m.block_on(m.admin().clear_faults()).expect("clear");
     // vault failing (5xx after retries), nothing cached → EIO
-    inject(&m, FaultSpec::status(503).for_operation("get_secret"));
+    m.inject(FaultSpec::status(503).for_operation("get_secret"));
     rows.push(row(
         "read while the vault answers 503",
         libc::EIO,
@@ -580,8 +549,7 @@ fn errno_rows_through_real_syscalls() {
     ));
     m.block_on(m.admin().clear_faults()).expect("clear");
     // request deadline → ETIMEDOUT
-    inject(
-        &m,
+    m.inject(
         FaultSpec::default()
             .with_latency_ms(10_000)
             .for_operation("get_secret"),
@@ -597,10 +565,7 @@ fn errno_rows_through_real_syscalls() {
         std::fs::read_to_string(p("polled")).expect("read polled"),
         "polled-value"
     );
-    inject(
-        &m,
-        FaultSpec::status(503).for_operation("get_deleted_secret"),
-    );
+    m.inject(FaultSpec::status(503).for_operation("get_deleted_secret"));
     rows.push(row(
         "rm whose deletion never completes",
         libc::ETIMEDOUT,
@@ -662,11 +627,19 @@ fn errno_row_eacces_when_the_access_policy_forbids() {
     let principal = m
         .block_on(m.admin().create_principal(&["list"]))
         .expect("principal");
-    let restricted = Daemon::mount_url(
-        &m.env,
-        &principal.client_id,
-        principal.client_secret.expose(),
-        &m.dir.path().join("restricted"),
+    let ca = m.env.ca_file.display().to_string();
+    let restricted = UrlMount::start(
+        &m.env.vault_url,
+        &["--ca-file", &ca, "--auth", "env"],
+        &[
+            ("AKVFS_TENANT_ID", m.env.tenant_id.clone()),
+            ("AKVFS_CLIENT_ID", principal.client_id.clone()),
+            (
+                "AKVFS_CLIENT_SECRET",
+                principal.client_secret.expose().to_owned(),
+            ),
+            ("AKVFS_AUTHORITY_HOST", m.env.authority_host.clone()),
+        ],
     );
     assert_rows(&[
         row(
@@ -681,110 +654,11 @@ fn errno_row_eacces_when_the_access_policy_forbids() {
         ),
     ]);
     assert_eq!(m.other_get("guarded"), "not-for-you");
-    let log = restricted.log();
+    let log = restricted.log_text();
     assert!(
         log.contains("guarded"),
         "the 403 is logged with the secret's name:\n{log}"
     );
-}
-
-/// A second `akvfs mount VAULT_URL DIR` (not `local`), authenticated as a given principal of a
-/// local vault; SIGINT and unmounted on drop.
-struct Daemon {
-    child: Option<Child>,
-    mountpoint: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn mount_url(env: &LocalVaultEnv, client_id: &str, client_secret: &str, dir: &Path) -> Daemon {
-        let credential = [
-            ("AKVFS_TENANT_ID", env.tenant_id.as_str()),
-            ("AKVFS_CLIENT_ID", client_id),
-            ("AKVFS_CLIENT_SECRET", client_secret),
-            ("AKVFS_AUTHORITY_HOST", env.authority_host.as_str()),
-        ];
-        Daemon::mount(&env.vault_url, &env.ca_file, &credential, &[], dir)
-    }
-
-    /// `akvfs mount URL DIR/m --ca-file CA --auth env EXTRA…` with the credential's variables.
-    fn mount(
-        url: &str,
-        ca_file: &Path,
-        credential: &[(&str, &str)],
-        extra: &[&str],
-        dir: &Path,
-    ) -> Daemon {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let mountpoint = dir.join("m");
-        std::fs::create_dir(&mountpoint).expect("mkdir m");
-        let log = dir.join("akvfs.log");
-        let mut child = Command::new(akvfs_bin())
-            .args(["mount", url])
-            .arg(&mountpoint)
-            .arg("--ca-file")
-            .arg(ca_file)
-            .args(["--auth", "env"])
-            .args(extra)
-            .env("AKVFS_LOG", "akvfs=debug")
-            .envs(credential.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn akvfs mount");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !is_mountpoint(&mountpoint) {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "akvfs mount exited with {status}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "mount did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Daemon {
-            child: Some(child),
-            mountpoint,
-            log,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.mountpoint.join(name)
-    }
-
-    /// The daemon has not exited (a panic that killed it would show here).
-    fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) of our own child.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGINT);
-            }
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if is_mountpoint(&self.mountpoint) {
-            force_unmount(&self.mountpoint);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1015,215 +889,4 @@ fn an_untrusted_certificate_is_refused_before_any_request() {
     let c = m.counters();
     assert_eq!(c.count("token"), 0, "a token was requested: {c:?}");
     assert_eq!(c.total(), 0, "a request got through untrusted TLS: {c:?}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Hostile server responses
-
-/// TEST-ONLY: a hostile "vault" over real HTTPS (throwaway rcgen CA): it plays the challenge
-/// and the token endpoint well enough for `akvfs mount` to come up, then answers each secret
-/// by its name — invalid JSON, a huge body, a wrong type, HTML, nothing, junk 500s, and list
-/// pages whose `nextLink` points at another host.
-struct HostileVault {
-    _rt: tokio::runtime::Runtime,
-    origin: String,
-    ca_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-#[derive(Default)]
-struct HostileState {
-    origin: String,
-    lists: AtomicUsize,
-}
-
-fn start_hostile_vault() -> HostileVault {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .expect("leaf");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).expect("write ca");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let origin = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().expect("addr").port()
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let tls = rt
-        .block_on(axum_server::tls_rustls::RustlsConfig::from_pem(
-            leaf.pem().into_bytes(),
-            leaf_key.serialize_pem().into_bytes(),
-        ))
-        .expect("tls config");
-    let state = Arc::new(HostileState {
-        origin: origin.clone(),
-        ..HostileState::default()
-    });
-    let app = axum::Router::new()
-        .fallback(hostile_answer)
-        .with_state(state);
-    rt.spawn(async move {
-        let _ = axum_server::from_tcp_rustls(listener, tls)
-            .serve(app.into_make_service())
-            .await;
-    });
-    HostileVault {
-        _rt: rt,
-        origin,
-        ca_file,
-        _dir: dir,
-    }
-}
-
-async fn hostile_answer(
-    axum::extract::State(s): axum::extract::State<Arc<HostileState>>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let json = |status: u16, body: String| {
-        (
-            axum::http::StatusCode::from_u16(status).expect("status"),
-            [("content-type", "application/json; charset=utf-8")],
-            body,
-        )
-            .into_response()
-    };
-    let path = uri.path();
-    if method == axum::http::Method::POST && path.ends_with("/oauth2/v2.0/token") {
-        return json(
-            200,
-            r#"{"token_type":"Bearer","expires_in":3600,"access_token":"hostile-token"}"#.into(),
-        );
-    }
-    if !headers.contains_key("authorization") {
-        let challenge = format!(
-            "Bearer authorization=\"{}/hostile-tenant\", resource=\"https://vault.azure.net\"",
-            s.origin
-        );
-        return (
-            axum::http::StatusCode::UNAUTHORIZED,
-            [("www-authenticate", challenge)],
-            "",
-        )
-            .into_response();
-    }
-    let secret = |value: &str| {
-        format!(
-            r#"{{"value":"{value}","id":"{}{path}/0123456789abcdef0123456789abcdef","attributes":{{"enabled":true,"created":1700000000,"updated":1700000000}}}}"#,
-            s.origin
-        )
-    };
-    match path {
-        // The mount's start-up check gets a clean empty list; every later listing is hostile.
-        "/secrets" if s.lists.fetch_add(1, Ordering::SeqCst) == 0 => {
-            json(200, r#"{"value":[],"nextLink":null}"#.into())
-        }
-        "/secrets" => json(
-            200,
-            format!(
-                r#"{{"value":[{{"id":"{}/secrets/listed","attributes":{{"enabled":true}}}}],"nextLink":"https://evil.example.com/secrets?api-version=7.5&$skiptoken=steal"}}"#,
-                s.origin
-            ),
-        ),
-        "/secrets/ok" => json(200, secret("fine")),
-        "/secrets/badjson" => json(200, r#"{"value":"hunter2-half-a-val"#.into()),
-        "/secrets/huge" => json(200, secret(&"x".repeat(8 * 1024 * 1024))),
-        "/secrets/wrongtype" => json(200, r#"{"value":42,"id":7,"attributes":"no"}"#.into()),
-        "/secrets/html" => (
-            axum::http::StatusCode::OK,
-            [("content-type", "text/html")],
-            "<html><body>Sign in to the proxy</body></html>",
-        )
-            .into_response(),
-        "/secrets/empty" => json(200, String::new()),
-        "/secrets/junk500" => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            vec![0u8, 0xff, 0xfe, b'{'],
-        )
-            .into_response(),
-        _ => json(
-            404,
-            r#"{"error":{"code":"SecretNotFound","message":"no such secret"}}"#.into(),
-        ),
-    }
-}
-
-/// SPEC §7 "malformed, oversized and hostile server responses (invalid JSON, huge bodies,
-/// foreign-host `nextLink`) end in a clean errno, never a panic" — through a real mount: each
-/// read fails EIO (the vault failed), `ls` fails EIO rather than follow the foreign link, the
-/// log names each secret and quotes no body, and the daemon keeps serving.
-#[test]
-fn hostile_server_responses_end_in_a_clean_errno_never_a_panic() {
-    let vault = start_hostile_vault();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let credential = [
-        ("AKVFS_TENANT_ID", "hostile-tenant"),
-        ("AKVFS_CLIENT_ID", "hostile-client"),
-        ("AKVFS_CLIENT_SECRET", "hostile-client-secret"),
-        ("AKVFS_AUTHORITY_HOST", vault.origin.as_str()),
-    ];
-    let mut d = Daemon::mount(
-        &vault.origin,
-        &vault.ca_file,
-        &credential,
-        &["--request-timeout", "3s"],
-        dir.path(),
-    );
-    let mut rows: Vec<Row> = ["badjson", "huge", "wrongtype", "html", "empty", "junk500"]
-        .iter()
-        .map(|name| Row {
-            what: name,
-            expected: libc::EIO,
-            got: std::fs::read(d.path(name))
-                .err()
-                .map(|e| e.raw_os_error().unwrap_or(-1)),
-        })
-        .collect();
-    rows.push(row(
-        "ls with a foreign nextLink",
-        libc::EIO,
-        std::fs::read_dir(&d.mountpoint).and_then(|entries| entries.collect::<Result<Vec<_>, _>>()),
-    ));
-    rows.push(row(
-        "a missing secret",
-        libc::ENOENT,
-        std::fs::metadata(d.path("missing")),
-    ));
-    assert_rows(&rows);
-    assert!(d.running(), "the daemon died:\n{}", d.log());
-    assert_eq!(
-        std::fs::read_to_string(d.path("ok")).expect("the mount still serves"),
-        "fine"
-    );
-    let log = d.log();
-    assert!(!log.contains("panicked"), "a panic:\n{log}");
-    assert!(!log.contains("hunter2"), "a response body reached the log");
-    assert!(
-        !log.contains("steal"),
-        "the nextLink's skip token reached the log"
-    );
-    // Refused for the right reasons, not by accident.
-    assert!(
-        log.contains("nextLink points at https://evil.example.com"),
-        "{log}"
-    );
-    assert!(log.contains("larger than 1048576 bytes"), "{log}");
-    for name in ["badjson", "huge", "wrongtype", "html", "empty", "junk500"] {
-        assert!(log.contains(name), "no log line names {name}:\n{log}");
-    }
 }

@@ -1,14 +1,15 @@
-//! Issue 4, a hostile vault behind a real mount: a server of the test's own (tests/https_support)
-//! answers the token endpoint, the challenge, the connection check and listings normally, but
-//! serves a 50 MB body, invalid JSON and a bundle with its fields missing, or (in a variant) a
-//! listing whose `nextLink` points at another host. The mount must answer EIO (README errno
-//! table), never hang, never panic, keep its memory bounded, and go on serving good secrets.
+//! Issue 4 and SPEC §7 (malformed, oversized and hostile responses), a hostile vault behind a
+//! real mount: a server of the test's own (tests/https_support) answers the token endpoint, the
+//! challenge, the connection check and listings normally, but serves a 50 MB streamed body, an
+//! 8 MiB one with its length, invalid JSON, a bundle with its fields missing, one with the wrong
+//! types, HTML, an empty body and junk 500s, or (in a variant) a listing whose `nextLink` points
+//! at another host. The mount must answer EIO (README errno table), never hang, never panic,
+//! keep its memory bounded, quote no body in its log, and go on serving good secrets.
 
 mod common;
 mod https_support;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use common::{sh, sh_ok, UrlMount};
+use common::{read_or_errno, sh, sh_ok, UrlMount};
 use https_support::{challenge, json, service_error};
 
 const TENANT: &str = "hostile-tenant";
@@ -26,6 +27,21 @@ const CLIENT_SECRET: &str = "hostile-client-secret";
 /// The "value" of the invalid JSON body: it must never reach a log.
 const LEAKED: &str = "hunter2-never-logged";
 const BIG_BODY: usize = 50 * 1024 * 1024;
+/// The body of the HTML answer (a proxy's sign-in page): it must never reach a log either.
+const HTML: &str = "<html><body>Sign in to the proxy</body></html>";
+/// The skip token of the foreign `nextLink`: never followed, never logged.
+const SKIP_TOKEN: &str = "steal-me";
+/// The secrets listed besides `good`, each answered as its name says: each must read EIO.
+const HOSTILE: [&str; 8] = [
+    "big",
+    "huge",
+    "badjson",
+    "nofields",
+    "wrongtype",
+    "html",
+    "empty",
+    "junk500",
+];
 
 #[derive(Default)]
 struct Hostile {
@@ -113,7 +129,7 @@ async fn handle(
         .as_slice()
     {
         ["secrets"] => {
-            let names = ["good", "big", "badjson", "nofields"];
+            let names: Vec<&str> = std::iter::once("good").chain(HOSTILE).collect();
             let check = query.contains("maxresults=1");
             let items: Vec<_> = names
                 .iter()
@@ -122,7 +138,7 @@ async fn handle(
                 .collect();
             let next = (!check && s.foreign_next_link.load(Ordering::SeqCst)).then(|| {
                 format!(
-                    "https://evil.example:{}/secrets?api-version=7.5&$skiptoken=2",
+                    "https://evil.example:{}/secrets?api-version=7.5&$skiptoken={SKIP_TOKEN}",
                     s.port
                 )
             });
@@ -142,6 +158,30 @@ async fn handle(
             .into_response(),
         // A 200 bundle with neither value nor id.
         ["secrets", "nofields"] => json(200, serde_json::json!({"attributes": {}})),
+        // A well-formed bundle whose declared length (8 MiB) is over the client's limit.
+        ["secrets", "huge"] => {
+            let mut b = item(&s, "huge/0123456789abcdef0123456789abcdef");
+            b["value"] = serde_json::json!("x".repeat(8 * 1024 * 1024));
+            json(200, b)
+        }
+        ["secrets", "wrongtype"] => json(
+            200,
+            serde_json::json!({"value": 42, "id": 7, "attributes": "no"}),
+        ),
+        ["secrets", "html"] => {
+            (StatusCode::OK, [("content-type", "text/html")], HTML).into_response()
+        }
+        ["secrets", "empty"] => (
+            StatusCode::OK,
+            [("content-type", "application/json; charset=utf-8")],
+            "",
+        )
+            .into_response(),
+        ["secrets", "junk500"] => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![0u8, 0xff, 0xfe, b'{'],
+        )
+            .into_response(),
         _ => service_error(404, "SecretNotFound", None, "not found"),
     }
 }
@@ -196,16 +236,6 @@ impl Server {
     }
 }
 
-/// Read `name` in `dir` with Python: `ok:VALUE`, or the errno's name (`EIO`, …).
-fn read_or_errno(dir: &Path, name: &str) -> String {
-    sh_ok(
-        dir,
-        &format!(
-            "python3 -c \"import errno\ntry:\n  print('ok:' + open('{name}').read(), end='')\nexcept OSError as e: print(errno.errorcode[e.errno], end='')\""
-        ),
-    )
-}
-
 /// Peak resident memory of a process (`VmHWM`), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -222,6 +252,7 @@ fn assert_healthy(m: &mut UrlMount) {
     let log = m.log_text();
     assert!(!log.contains("panicked"), "panic in the log:\n{log}");
     assert!(!log.contains(LEAKED), "a body's content reached the log");
+    assert!(!log.contains(HTML), "the HTML body reached the log");
     assert!(!log.contains("hostile-token"), "the token reached the log");
 }
 
@@ -229,24 +260,41 @@ fn assert_healthy(m: &mut UrlMount) {
 fn hostile_bodies_are_eio_and_the_mount_keeps_serving() {
     let server = Server::start();
     let mut m = server.mount();
+    let mut listed: Vec<&str> = std::iter::once("good").chain(HOSTILE).collect();
+    listed.sort_unstable();
     assert_eq!(
         sh_ok(&m.mountpoint, "ls | sort"),
-        "badjson\nbig\ngood\nnofields\n"
+        format!("{}\n", listed.join("\n"))
     );
     assert_eq!(read_or_errno(&m.mountpoint, "good"), "ok:fine");
     let pid = m.pid().expect("pid");
     let peak_before = peak_rss_kib(pid);
-    for name in ["big", "badjson", "nofields"] {
+    for name in HOSTILE {
         assert_eq!(read_or_errno(&m.mountpoint, name), "EIO", "{name}");
         let log = m.log_text();
+        let named = |l: &&str| l.contains(&format!("\"{name}\"")) && l.contains("could not read");
         assert!(
-            log.lines()
-                .any(|l| l.contains(&format!("\"{name}\"")) && l.contains("could not read")),
+            log.lines().any(|l| named(&l)),
             "no log line names {name}:\n{log}"
         );
+        // Oversized bodies are refused for their size, not by accident.
+        if ["big", "huge"].contains(&name) {
+            assert!(
+                log.lines()
+                    .any(|l| named(&l) && l.contains("larger than 1048576 bytes")),
+                "{name} not refused for its size:\n{log}"
+            );
+        }
     }
-    // An invalid answer is not retried, so 50 MB bodies are not fetched again and again.
+    assert_eq!(read_or_errno(&m.mountpoint, "missing"), "ENOENT");
+    // An invalid answer is not retried, so 50 MB (and 8 MiB) bodies are not fetched again and
+    // again; a 500 is (the service's own errors pass).
     assert_eq!(server.state.hits("/secrets/big"), 1);
+    assert_eq!(server.state.hits("/secrets/huge"), 1);
+    assert!(
+        server.state.hits("/secrets/junk500") > 1,
+        "a 500 is retried"
+    );
     // The client stopped reading the 50 MB body at its limit (1 MiB): the daemon never held it.
     let peak = peak_rss_kib(pid);
     eprintln!("daemon peak RSS: {peak_before} KiB before the hostile reads, {peak} KiB after");
@@ -270,8 +318,12 @@ fn a_foreign_next_link_fails_the_listing_without_hanging() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "EIO");
     let log = m.log_text();
     assert!(
-        log.contains("evil.example"),
+        log.contains("nextLink points at https://evil.example:"),
         "the refusal is not logged:\n{log}"
+    );
+    assert!(
+        !log.contains(SKIP_TOKEN),
+        "the nextLink's skip token reached the log"
     );
     // One page, and the foreign link never followed (nor retried).
     assert_eq!(server.state.hits("/secrets") - lists_before, 1);

@@ -4,21 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use akvfs::local_vault::FaultSpec;
-use common::{sh_ok, LocalMount};
-
-/// Read `name` in `dir` with Python: `ok:VALUE`, or the errno's name (`EIO`, `EAGAIN`, …).
-fn read_or_errno(dir: &Path, name: &str) -> String {
-    sh_ok(
-        dir,
-        &format!(
-            "python3 -c \"import errno\ntry:\n  print('ok:' + open('{name}').read(), end='')\nexcept OSError as e: print(errno.errorcode[e.errno], end='')\""
-        ),
-    )
-}
+use common::{read_all_in_parallel, read_or_errno, sh_ok, LocalMount};
 
 /// Vault calls for `name` that failed, as the mount logs them (once per call, not per reader).
 fn failed_reads_logged(m: &LocalMount, name: &str) -> usize {
@@ -28,11 +17,6 @@ fn failed_reads_logged(m: &LocalMount, name: &str) -> usize {
             l.contains("could not read secret") && l.contains(&format!("secret=\"{name}\""))
         })
         .count()
-}
-
-fn inject(m: &LocalMount, fault: FaultSpec) {
-    m.block_on(m.admin().inject_fault(fault))
-        .expect("inject fault");
 }
 
 fn clear_faults(m: &LocalMount) {
@@ -52,46 +36,15 @@ fn ten_percent_faults_over_1000_cold_reads_give_1000_right_values() {
     }
     m.reset_counters();
     // ~10% of data-plane answers: 2.5% each of 503, 500, dropped connection, 200 ms late.
-    inject(&m, FaultSpec::status(503).with_rate(0.025));
-    inject(&m, FaultSpec::status(500).with_rate(0.025));
-    inject(
-        &m,
-        FaultSpec::default().dropping_connection().with_rate(0.025),
-    );
-    inject(
-        &m,
-        FaultSpec::default().with_latency_ms(200).with_rate(0.025),
-    );
+    m.inject(FaultSpec::status(503).with_rate(0.025));
+    m.inject(FaultSpec::status(500).with_rate(0.025));
+    m.inject(FaultSpec::default().dropping_connection().with_rate(0.025));
+    m.inject(FaultSpec::default().with_latency_ms(200).with_rate(0.025));
 
-    let threads = 8;
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let m = m.clone();
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                for n in (t..1000).step_by(threads) {
-                    let (g, i) = (n / 100, n % 100);
-                    let name = format!("g{g}-{i:05}");
-                    match std::fs::read_to_string(m.path(&name)) {
-                        Ok(v) if v == format!("value-{g}") => {}
-                        Ok(v) => failures.push(format!("{name}: wrong value {v:?}")),
-                        Err(e) => failures.push(format!("{name}: {e}")),
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
-    let failures: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("reader thread"))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of 1000 reads failed, first: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    read_all_in_parallel(&m, 8, 1000, |n| {
+        let (g, i) = (n / 100, n % 100);
+        (format!("g{g}-{i:05}"), format!("value-{g}"))
+    });
 
     let c = m.counters();
     // Every read was cold: each of the 1000 secrets was fetched at least once.
@@ -118,7 +71,7 @@ fn throttling_without_retry_after_on_every_method_is_retried() {
     m.other_set("existing", "old-value");
     m.reset_counters();
     for op in ["list_secrets", "get_secret", "set_secret", "delete_secret"] {
-        inject(&m, FaultSpec::status(429).for_operation(op).times(2));
+        m.inject(FaultSpec::status(429).for_operation(op).times(2));
     }
 
     assert_eq!(sh_ok(dir, "ls").trim(), "existing");
@@ -156,7 +109,7 @@ fn vault_down_serves_cached_values_and_fails_uncached_with_eio() {
     assert_eq!(sh_ok(dir, "cat cached"), "kept-value");
 
     // Every data-plane request answers 503.
-    inject(&m, FaultSpec::status(503));
+    m.inject(FaultSpec::status(503));
     std::thread::sleep(std::time::Duration::from_millis(1500)); // past the TTL
     m.reset_counters();
     assert_eq!(read_or_errno(dir, "cached"), "ok:kept-value");
@@ -172,7 +125,7 @@ fn vault_down_serves_cached_values_and_fails_uncached_with_eio() {
 
     // Every data-plane connection dropped.
     clear_faults(&m);
-    inject(&m, FaultSpec::default().dropping_connection());
+    m.inject(FaultSpec::default().dropping_connection());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     m.reset_counters();
     assert_eq!(read_or_errno(dir, "cached"), "ok:kept-value");
@@ -230,8 +183,7 @@ fn a_burst_of_429_with_retry_after_is_absorbed_and_endless_throttling_is_eagain(
     m.other_set("cold", "cold-value");
     m.reset_counters();
 
-    inject(
-        &m,
+    m.inject(
         FaultSpec::status(429)
             .with_retry_after(1)
             .for_operation("get_secret")
@@ -241,8 +193,7 @@ fn a_burst_of_429_with_retry_after_is_absorbed_and_endless_throttling_is_eagain(
     assert_eq!(m.counters().count_status("get_secret", 429), 2);
 
     // Throttled on every get: the retries run out within the deadline → EAGAIN.
-    inject(
-        &m,
+    m.inject(
         FaultSpec::status(429)
             .with_retry_after(1)
             .for_operation("get_secret"),
@@ -265,8 +216,7 @@ fn a_vault_that_hangs_past_the_deadline_is_etimedout() {
     let dir = &m.mountpoint;
     m.other_set("slow", "slow-value");
     // Each get answers only after 10 s: every attempt is abandoned (a third of the deadline).
-    inject(
-        &m,
+    m.inject(
         FaultSpec::default()
             .with_latency_ms(10_000)
             .for_operation("get_secret"),

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akvfs::local_vault::{AdminClient, Counters, LocalVaultEnv, OPERATIONS};
+use akvfs::local_vault::{AdminClient, Counters, FaultSpec, LocalVaultEnv, OPERATIONS};
 use akvfs::secret_value::SecretValue;
 use akvfs::vault::auth::{credential_with_env, AuthKind};
 use akvfs::vault::client::{ClientOptions, SecretClient};
@@ -167,14 +167,7 @@ impl LocalMount {
 
     /// SIGINT the daemon and wait for it; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon running");
-        match interrupt_and_wait(&mut child, Duration::from_secs(30)) {
-            Some(status) => status,
-            None => {
-                force_unmount(&self.mountpoint);
-                panic!("akvfs did not exit after SIGINT; log:\n{}", self.log_text());
-            }
-        }
+        stop_daemon(&mut self.child, &self.mountpoint, &self.log)
     }
 
     /// Stop and hand back the test directory, to mount again on the same data.
@@ -188,12 +181,33 @@ impl LocalMount {
 
 impl Drop for LocalMount {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            interrupt_and_wait(&mut child, Duration::from_secs(15));
+        drop_daemon(&mut self.child, &self.mountpoint);
+    }
+}
+
+/// SIGINT the daemon and wait for it; returns its exit status (panics with its log if it
+/// does not exit).
+fn stop_daemon(child: &mut Option<Child>, mountpoint: &Path, log: &Path) -> ExitStatus {
+    let mut child = child.take().expect("daemon running");
+    match interrupt_and_wait(&mut child, Duration::from_secs(30)) {
+        Some(status) => status,
+        None => {
+            force_unmount(mountpoint);
+            panic!(
+                "akvfs did not exit after SIGINT; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
-        if is_mountpoint(&self.mountpoint) {
-            force_unmount(&self.mountpoint);
-        }
+    }
+}
+
+/// On drop: stop the daemon if it still runs, and never leave its mount behind.
+fn drop_daemon(child: &mut Option<Child>, mountpoint: &Path) {
+    if let Some(mut child) = child.take() {
+        interrupt_and_wait(&mut child, Duration::from_secs(15));
+    }
+    if is_mountpoint(mountpoint) {
+        force_unmount(mountpoint);
     }
 }
 
@@ -247,15 +261,16 @@ pub fn client_for(env: &LocalVaultEnv) -> SecretClient {
     let credential =
         credential_with_env(AuthKind::Env, &env.vault_url, Some(&env.ca_file), &lookup)
             .expect("credential");
-    SecretClient::new(
-        ClientOptions {
-            vault_url: env.vault_url.clone(),
-            ca_file: Some(env.ca_file.clone()),
-            ..ClientOptions::default()
-        },
-        credential,
-    )
-    .expect("client")
+    SecretClient::new(client_options(env), credential).expect("client")
+}
+
+/// Client options for `env`'s vault, trusting its CA.
+pub fn client_options(env: &LocalVaultEnv) -> ClientOptions {
+    ClientOptions {
+        vault_url: env.vault_url.clone(),
+        ca_file: Some(env.ca_file.clone()),
+        ..ClientOptions::default()
+    }
 }
 
 fn wait_until_mounted(child: &mut Child, mountpoint: &Path, env_file: &Path, log: &Path) {
@@ -435,25 +450,13 @@ impl UrlMount {
 
     /// SIGINT the daemon and wait for it; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon running");
-        match interrupt_and_wait(&mut child, Duration::from_secs(30)) {
-            Some(status) => status,
-            None => {
-                force_unmount(&self.mountpoint);
-                panic!("akvfs did not exit after SIGINT; log:\n{}", self.log_text());
-            }
-        }
+        stop_daemon(&mut self.child, &self.mountpoint, &self.log)
     }
 }
 
 impl Drop for UrlMount {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            interrupt_and_wait(&mut child, Duration::from_secs(15));
-        }
-        if is_mountpoint(&self.mountpoint) {
-            force_unmount(&self.mountpoint);
-        }
+        drop_daemon(&mut self.child, &self.mountpoint);
     }
 }
 
@@ -479,4 +482,60 @@ pub fn sh_err(dir: &Path, script: &str) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+impl LocalMount {
+    /// Injects a fault in the embedded vault (admin endpoint).
+    pub fn inject(&self, fault: FaultSpec) {
+        self.block_on(self.admin().inject_fault(fault))
+            .expect("inject fault");
+    }
+}
+
+/// Read `name` in `dir` with Python: `ok:VALUE`, or the errno's name (`EIO`, `EAGAIN`, …).
+pub fn read_or_errno(dir: &Path, name: &str) -> String {
+    sh_ok(
+        dir,
+        &format!(
+            "python3 -c \"import errno\ntry:\n  print('ok:' + open('{name}').read(), end='')\nexcept OSError as e: print(errno.errorcode[e.errno], end='')\""
+        ),
+    )
+}
+
+/// `readers` threads read secrets `0..count` through the mount once each (reader `t` takes
+/// `t`, `t + readers`, …); `expected(n)` is secret `n`'s name and value. Panics naming the
+/// first failures (an error or a wrong value) unless every read was right.
+pub fn read_all_in_parallel(
+    m: &Arc<LocalMount>,
+    readers: usize,
+    count: usize,
+    expected: fn(usize) -> (String, String),
+) {
+    let handles: Vec<_> = (0..readers)
+        .map(|t| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for n in (t..count).step_by(readers) {
+                    let (name, value) = expected(n);
+                    match std::fs::read_to_string(m.path(&name)) {
+                        Ok(v) if v == value => {}
+                        Ok(v) => failures.push(format!("{name}: wrong value {v:?}")),
+                        Err(e) => failures.push(format!("{name}: {e}")),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("reader thread"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {count} reads failed, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
