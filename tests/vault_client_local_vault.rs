@@ -5,6 +5,8 @@
 //!
 //! SecretClient against the real local vault (end to end).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use akvfs::local_vault::admin::FaultSpec;
@@ -13,6 +15,7 @@ use akvfs::vault::auth::{credential_with_env, AuthKind};
 use akvfs::vault::client::{ClientOptions, SecretClient};
 use akvfs::vault::model::{SecretAttributes, SecretSetParameters, SecretUpdateParameters};
 use akvfs::vault::{SecretStore, VaultError};
+use common::client_options;
 
 struct Lv {
     vault: LocalVault,
@@ -47,11 +50,7 @@ fn client(lv: &Lv, kind: AuthKind, tune: impl FnOnce(&mut ClientOptions)) -> Sec
     };
     let cred =
         credential_with_env(kind, &env.vault_url, Some(&env.ca_file), &lookup).expect("cred");
-    let mut o = ClientOptions {
-        vault_url: env.vault_url.clone(),
-        ca_file: Some(env.ca_file.clone()),
-        ..ClientOptions::default()
-    };
+    let mut o = client_options(&env);
     tune(&mut o);
     SecretClient::new(o, cred).expect("client")
 }
@@ -342,20 +341,31 @@ fn credential_with(
     credential_with_env(kind, &env.vault_url, Some(&env.ca_file), &lookup).expect("credential")
 }
 
+/// The workload identity credential of the vault's default principal, reading `token_file`.
+fn workload_identity_credential(
+    lv: &Lv,
+    token_file: &std::path::Path,
+) -> std::sync::Arc<dyn akvfs::vault::auth::TokenCredential> {
+    let env = lv.vault.env();
+    credential_with(
+        lv,
+        AuthKind::WorkloadIdentity,
+        vec![
+            ("AZURE_TENANT_ID", env.tenant_id.clone()),
+            ("AZURE_CLIENT_ID", env.client_id.clone()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+        ],
+    )
+}
+
 fn client_with_credential(
     lv: &Lv,
     credential: std::sync::Arc<dyn akvfs::vault::auth::TokenCredential>,
 ) -> SecretClient {
-    let env = lv.vault.env();
-    SecretClient::new(
-        ClientOptions {
-            vault_url: env.vault_url.clone(),
-            ca_file: Some(env.ca_file.clone()),
-            ..ClientOptions::default()
-        },
-        credential,
-    )
-    .expect("client")
+    SecretClient::new(client_options(lv.vault.env()), credential).expect("client")
 }
 
 /// A throwaway self-signed RSA certificate with its key (no real identity).
@@ -446,7 +456,6 @@ async fn workload_identity_reads_and_rereads_the_federated_token_file() {
         .set_secret("by-wi", set("federated"))
         .await
         .expect("set");
-    let env = lv.vault.env().clone();
     let dir = tempfile::tempdir().expect("dir");
     let token_file = dir.path().join("azure-identity-token");
     let mint = |lifetime: i64| {
@@ -463,18 +472,7 @@ async fn workload_identity_reads_and_rereads_the_federated_token_file() {
         }
     };
     write_token_file(&token_file, mint(600).await.expose());
-    let cred = credential_with(
-        &lv,
-        AuthKind::WorkloadIdentity,
-        vec![
-            ("AZURE_TENANT_ID", env.tenant_id.clone()),
-            ("AZURE_CLIENT_ID", env.client_id.clone()),
-            (
-                "AZURE_FEDERATED_TOKEN_FILE",
-                token_file.display().to_string(),
-            ),
-        ],
-    );
+    let cred = workload_identity_credential(&lv, &token_file);
     admin.reset_counters().await.expect("reset");
     let c = client_with_credential(&lv, cred.clone());
     let got = c.get_secret("by-wi", None).await.expect("get via WI");
@@ -508,21 +506,9 @@ async fn workload_identity_reads_and_rereads_the_federated_token_file() {
 async fn federated_tokens_with_a_bad_signature_audience_or_subject_are_refused() {
     let lv = start(|_| {}).await;
     let admin = AdminClient::new(lv.vault.env()).expect("admin");
-    let env = lv.vault.env().clone();
     let dir = tempfile::tempdir().expect("dir");
     let token_file = dir.path().join("token");
-    let cred = credential_with(
-        &lv,
-        AuthKind::WorkloadIdentity,
-        vec![
-            ("AZURE_TENANT_ID", env.tenant_id.clone()),
-            ("AZURE_CLIENT_ID", env.client_id.clone()),
-            (
-                "AZURE_FEDERATED_TOKEN_FILE",
-                token_file.display().to_string(),
-            ),
-        ],
-    );
+    let cred = workload_identity_credential(&lv, &token_file);
     let refused = |token: String, code: &'static str| {
         let (cred, token_file, lv) = (&cred, &token_file, &lv);
         async move {
