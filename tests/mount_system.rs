@@ -96,38 +96,42 @@ fn sighup_drops_all_caches() {
     assert!(m.log_text().contains("SIGHUP"));
 }
 
+/// `akvfs unmount DIR`.
+fn akvfs_unmount(dir: &Path) -> Output {
+    Command::new(akvfs_bin())
+        .arg("unmount")
+        .arg(dir)
+        .output()
+        .expect("akvfs unmount")
+}
+
+/// `akvfs unmount DIR` succeeds and DIR is no longer a mountpoint.
+fn assert_unmounts(dir: &Path) {
+    let out = akvfs_unmount(dir);
+    assert!(
+        out.status.success(),
+        "akvfs unmount {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mountpoint(dir), "{} still mounted", dir.display());
+}
+
 #[test]
 fn akvfs_unmount_unmounts_and_the_daemon_exits_zero() {
     let mut m = LocalMount::start(&[]);
     sh_ok(&m.mountpoint, "printf v > s");
-    let out = Command::new(akvfs_bin())
-        .arg("unmount")
-        .arg(&m.mountpoint)
-        .output()
-        .expect("akvfs unmount");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!is_mountpoint(&m.mountpoint));
+    assert_unmounts(&m.mountpoint);
     let status = m.stop();
     assert!(
         status.success(),
         "the daemon exits 0 after an unmount: {status}"
     );
 
-    let again = Command::new(akvfs_bin())
-        .arg("unmount")
-        .arg(&m.mountpoint)
-        .output()
-        .expect("akvfs unmount");
+    let again = akvfs_unmount(&m.mountpoint);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("is not a mountpoint"));
-    let other = Command::new(akvfs_bin())
-        .args(["unmount", "/proc"])
-        .output()
-        .expect("akvfs unmount /proc");
+    let other = akvfs_unmount(Path::new("/proc"));
     assert_eq!(other.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&other.stderr).contains("not akvfs"));
 }
@@ -255,17 +259,7 @@ fn o_ro_uid_1000_through_the_mount_helper_from_an_fstab_style_line() {
     assert_ro_uid_1000_mount(&setup);
 
     let pid = setup.daemon_pid().expect("the daemon keeps serving");
-    let out = Command::new(akvfs_bin())
-        .arg("unmount")
-        .arg(&setup.mountpoint)
-        .output()
-        .expect("akvfs unmount");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!is_mountpoint(&setup.mountpoint));
+    assert_unmounts(&setup.mountpoint);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Path::new(&format!("/proc/{pid}")).exists() && setup.daemon_pid() == Some(pid) {
         assert!(
