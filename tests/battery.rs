@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use akvfs::local_vault::FaultSpec;
 use akvfs::vault::model::SecretId;
 use akvfs::vault::SecretStore;
-use common::{akvfs_bin, is_mountpoint, read_all_in_parallel, sh_ok, LocalMount, UrlMount};
+use common::{akvfs_bin, env_credential, read_all_in_parallel, sh_ok, LocalMount, UrlMount};
 
 // ---------------------------------------------------------------------------------------------
 // Throttled at the real limits
@@ -631,15 +631,11 @@ fn errno_row_eacces_when_the_access_policy_forbids() {
     let restricted = UrlMount::start(
         &m.env.vault_url,
         &["--ca-file", &ca, "--auth", "env"],
-        &[
-            ("AKVFS_TENANT_ID", m.env.tenant_id.clone()),
-            ("AKVFS_CLIENT_ID", principal.client_id.clone()),
-            (
-                "AKVFS_CLIENT_SECRET",
-                principal.client_secret.expose().to_owned(),
-            ),
-            ("AKVFS_AUTHORITY_HOST", m.env.authority_host.clone()),
-        ],
+        &env_credential(
+            &m.env,
+            &principal.client_id,
+            principal.client_secret.expose(),
+        ),
     );
     assert_rows(&[
         row(
@@ -861,31 +857,19 @@ fn trace_logs_hold_no_value_client_secret_admin_token_or_access_token() {
 #[test]
 fn an_untrusted_certificate_is_refused_before_any_request() {
     let m = LocalMount::start(&[]);
-    let mountpoint = m.dir.path().join("untrusted");
-    std::fs::create_dir(&mountpoint).expect("mkdir");
     m.reset_counters();
-    let out = Command::new(akvfs_bin())
-        .args(["mount", &m.env.vault_url])
-        .arg(&mountpoint)
-        .args(["--auth", "env"])
-        .env_remove("AKVFS_CA_FILE")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .env_remove("REQUESTS_CA_BUNDLE")
-        .env("AKVFS_TENANT_ID", &m.env.tenant_id)
-        .env("AKVFS_CLIENT_ID", &m.env.client_id)
-        .env("AKVFS_CLIENT_SECRET", m.env.client_secret.expose())
-        .env("AKVFS_AUTHORITY_HOST", &m.env.authority_host)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run akvfs mount");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // (UrlMount removes every CA variable: AKVFS_CA_FILE, SSL_CERT_FILE, …; and it checks
+    // that nothing was mounted.)
+    let (status, err) = UrlMount::expect_failure(
+        &m.env.vault_url,
+        &["--auth", "env"],
+        &env_credential(&m.env, &m.env.client_id, m.env.client_secret.expose()),
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("certificate") && err.contains(&m.env.vault_url),
         "the error names the vault and the certificate problem: {err}"
     );
-    assert!(!is_mountpoint(&mountpoint), "mounted anyway");
     let c = m.counters();
     assert_eq!(c.count("token"), 0, "a token was requested: {c:?}");
     assert_eq!(c.total(), 0, "a request got through untrusted TLS: {c:?}");

@@ -344,6 +344,9 @@ pub const CREDENTIAL_VARIABLES: &[&str] = &[
     "AKVFS_CLIENT_SECRET",
     "AKVFS_AUTHORITY_HOST",
     "AKVFS_CA_FILE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
     "AKVFS_RESOLVE",
     "IDENTITY_ENDPOINT",
     "IDENTITY_HEADER",
@@ -538,4 +541,18 @@ pub fn read_all_in_parallel(
         failures.len(),
         &failures[..failures.len().min(5)]
     );
+}
+
+/// The `--auth env` variables that sign `client_id` in to `env`'s vault (for [`UrlMount`]).
+pub fn env_credential(
+    env: &LocalVaultEnv,
+    client_id: &str,
+    client_secret: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("AKVFS_TENANT_ID", env.tenant_id.clone()),
+        ("AKVFS_CLIENT_ID", client_id.to_owned()),
+        ("AKVFS_CLIENT_SECRET", client_secret.to_owned()),
+        ("AKVFS_AUTHORITY_HOST", env.authority_host.clone()),
+    ]
 }
