@@ -225,6 +225,10 @@ impl Filesystem for FuseAdapter {
         // Lookups in the top directory run in parallel: without this the kernel serializes
         // them, and one slow secret would hold up every other name.
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // The kernel then caches each inode's (absent) POSIX ACL instead of asking us for
+        // `system.posix_acl_access` on every `ls -l` of every file. Permission checks stay the
+        // same: there are no ACLs, so the kernel checks the modes (default_permissions).
+        let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL);
         // Readahead and other background requests: allow many in flight (default 16).
         let _ = config.set_max_background(64);
         Ok(())
