@@ -95,27 +95,38 @@ fn progress(message: &str) {
 
 /// A child process with a mountpoint, unmounted and stopped (SIGINT, then kill) on drop.
 struct Daemon {
-    child: Child,
+    /// `None` once stopped (its pid may then belong to another process).
+    child: Option<Child>,
     mountpoint: Option<PathBuf>,
 }
 
 impl Daemon {
-    fn pid(&self) -> u32 {
-        self.child.id()
+    fn new(child: Child, mountpoint: Option<PathBuf>) -> Daemon {
+        Daemon {
+            child: Some(child),
+            mountpoint,
+        }
+    }
+
+    fn pid(&self) -> Result<u32> {
+        Ok(self.child.as_ref().context("daemon stopped")?.id())
     }
 
     fn stop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
         if let Some(mnt) = &self.mountpoint {
             if is_mountpoint(mnt) {
                 let _ = Command::new("umount").arg("-l").arg(mnt).status();
@@ -239,6 +250,16 @@ struct Bench {
     mounts: usize,
     /// The floor's warm open+read+close, once measured.
     warm_floor: Option<f64>,
+}
+
+impl Drop for Bench {
+    /// Unmount and stop the vault before the work directory (mountpoint, vault data) goes.
+    fn drop(&mut self) {
+        if let Some(mut mount) = self.mount.take() {
+            mount.stop();
+        }
+        self._vault.stop();
+    }
 }
 
 /// The baseline client: one keep-alive reqwest client with akvfs's rustls configuration
@@ -366,10 +387,7 @@ impl Bench {
         wait_for("local vault", &mut child, &log, || {
             std::fs::read_to_string(&env_file).is_ok_and(|t| t.contains("AKVFS_ADMIN_TOKEN"))
         })?;
-        let vault = Daemon {
-            child,
-            mountpoint: None,
-        };
+        let vault = Daemon::new(child, None);
         let env = LocalVaultEnv::read_env_file(&env_file)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -434,10 +452,7 @@ impl Bench {
             .stderr(File::create(&log)?)
             .spawn()?;
         wait_for("akvfs mount", &mut child, &log, || is_mountpoint(&mnt))?;
-        self.mount = Some(Daemon {
-            child,
-            mountpoint: Some(mnt.clone()),
-        });
+        self.mount = Some(Daemon::new(child, Some(mnt.clone())));
         ensure!(!mnt.join("bench-warm-up").exists());
         Ok(())
     }
@@ -515,10 +530,7 @@ fn warm_read_rows(b: &mut Bench) -> Result<Vec<Row>> {
     wait_for("floor_fs", &mut child, &floor_log, || {
         is_mountpoint(&floor_mnt)
     })?;
-    let _floor = Daemon {
-        child,
-        mountpoint: Some(floor_mnt.clone()),
-    };
+    let _floor = Daemon::new(child, Some(floor_mnt.clone()));
     let shm = tempfile::Builder::new()
         .prefix("akvfs-bench")
         .tempdir_in("/dev/shm")
@@ -534,10 +546,10 @@ fn warm_read_rows(b: &mut Bench) -> Result<Vec<Row>> {
     // The reader and both daemons share one CPU: a wake-up on another CPU of this VM costs
     // ~100 µs and lands at random (which CPU the daemon's threads happen to be on), which
     // would measure the hypervisor instead of the filesystems. Both get the same placement.
-    let daemon = b.mount.as_ref().context("no mount")?.pid();
+    let daemon = b.mount.as_ref().context("no mount")?.pid()?;
     let all: Vec<usize> =
         (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
-    for pid in [0, daemon, _floor.pid()] {
+    for pid in [0, daemon, _floor.pid()?] {
         pin(pid, &[0])?;
     }
     let (mut a, mut f, mut t) = (vec![], vec![], vec![]);
@@ -941,7 +953,7 @@ fn ls_and_memory_rows(b: &mut Bench) -> Result<Vec<Row>> {
         read_file(&b.mnt().join(name), &mut buf, 1024)?;
     }
     let gets_after = calls(&b.counters()?, "get_secret");
-    let pid = b.mount.as_ref().context("no mount")?.pid();
+    let pid = b.mount.as_ref().context("no mount")?.pid()?;
     let (peak, now) = memory_of(pid)?;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let (list_alone, gets_alone) = (median(&list_alone), median(&gets_alone));
