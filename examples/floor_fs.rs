@@ -1,6 +1,7 @@
 //! The benchmark floor (SPEC §6): the smallest FUSE filesystem that serves one file from
 //! memory, mounted with the same fuser configuration as akvfs (mount options, worker threads,
-//! cloned descriptors, init capabilities, entry/attr TTL, `FOPEN_KEEP_CACHE`). Whatever a warm
+//! cloned descriptors, init capabilities, entry/attr TTL, `FOPEN_KEEP_CACHE`, and
+//! `FOPEN_NOFLUSH` as akvfs gives read-only handles). Whatever a warm
 //! read through it costs is what the kernel and fuser cost; akvfs's warm read is measured
 //! against it.
 //!
@@ -84,7 +85,12 @@ impl Filesystem for FloorFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         if ino == FILE {
-            reply.opened(FileHandle(1), FopenFlags::FOPEN_KEEP_CACHE);
+            // Nothing to flush: the kernel need not ask at every close (akvfs does the same
+            // for handles that cannot write).
+            reply.opened(
+                FileHandle(1),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+            );
         } else {
             reply.error(Errno::EISDIR);
         }

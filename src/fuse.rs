@@ -394,11 +394,19 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
+        let mode = open_mode(flags.0);
+        // A handle that cannot write has nothing to commit: its flush would answer Ok without
+        // doing anything, so the kernel need not send one at every close.
+        let no_flush = if mode.write {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_NOFLUSH
+        };
         self.dispatch(
             "open",
-            async move { fs.open(ino.0, open_mode(flags.0)).await },
+            async move { fs.open(ino.0, mode).await },
             move |result| match result {
-                Ok(opened) => reply.opened(FileHandle(opened.fh), open_flags(opened)),
+                Ok(opened) => reply.opened(FileHandle(opened.fh), open_flags(opened) | no_flush),
                 Err(errno) => reply.error(errno),
             },
         );

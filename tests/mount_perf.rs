@@ -66,3 +66,37 @@ fn a_files_missing_acl_is_asked_once_and_other_xattrs_still_answer() {
         0o600
     );
 }
+
+/// Handles that cannot write are opened with FOPEN_NOFLUSH (the kernel skips their flush at
+/// close); a writer's close must still commit, also while readers hold the file open, and
+/// readers must still see every committed value.
+#[test]
+fn closing_a_writer_commits_while_readers_skip_the_flush() {
+    use std::io::{Read, Write};
+    let m = LocalMount::start(&[]);
+    m.other_set("noflush", "old");
+    let path = m.path("noflush");
+    let mut reader = std::fs::File::open(&path).expect("open reader");
+    let mut text = String::new();
+    reader.read_to_string(&mut text).expect("read");
+    assert_eq!(text, "old");
+    for value in ["one", "two", "three"] {
+        let mut writer = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .expect("open writer");
+        writer.write_all(value.as_bytes()).expect("write");
+        drop(writer);
+        // close() returned: the vault has it (the flush committed it), and a new reader
+        // sees it.
+        assert_eq!(m.other_get("noflush"), value);
+        assert_eq!(std::fs::read_to_string(&path).expect("read back"), value);
+    }
+    drop(reader);
+    assert_eq!(
+        m.calls("set_secret"),
+        4,
+        "one set per writer, plus the seed"
+    );
+}
