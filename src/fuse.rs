@@ -225,6 +225,10 @@ impl Filesystem for FuseAdapter {
         // Lookups in the top directory run in parallel: without this the kernel serializes
         // them, and one slow secret would hold up every other name.
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // The kernel then caches each inode's (absent) POSIX ACL instead of asking us for
+        // `system.posix_acl_access` on every `ls -l` of every file. Permission checks stay the
+        // same: there are no ACLs, so the kernel checks the modes (default_permissions).
+        let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL);
         // Readahead and other background requests: allow many in flight (default 16).
         let _ = config.set_max_background(64);
         Ok(())
@@ -390,11 +394,19 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
+        let mode = open_mode(flags.0);
+        // A handle that cannot write has nothing to commit: its flush would answer Ok without
+        // doing anything, so the kernel need not send one at every close.
+        let no_flush = if mode.write {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_NOFLUSH
+        };
         self.dispatch(
             "open",
-            async move { fs.open(ino.0, open_mode(flags.0)).await },
+            async move { fs.open(ino.0, mode).await },
             move |result| match result {
-                Ok(opened) => reply.opened(FileHandle(opened.fh), open_flags(opened)),
+                Ok(opened) => reply.opened(FileHandle(opened.fh), open_flags(opened) | no_flush),
                 Err(errno) => reply.error(errno),
             },
         );
