@@ -314,6 +314,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
     // and its resource check, and the credential are all exercised by one small list call.
     rt.block_on(client.check_connection())
         .with_context(|| format!("cannot use the vault {url}"))?;
+    tracing::info!(vault = %url, "the vault answered a listing (connection check)");
     let store: Arc<dyn SecretStore> = Arc::new(client);
 
     let mount_options = MountOptions {
@@ -326,14 +327,17 @@ fn run_mount(args: MountArgs) -> Result<()> {
     let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
         .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;
     tracing::info!(vault = %url, mountpoint = %args.mountpoint.display(), "mounted");
-    // Ready means usable: the mount is listed once through the kernel, and only then systemd
-    // (`Type=notify`) or the mount helper hears READY=1. A failing listing is retried (the
-    // mount serves meanwhile); signals are handled from the start.
+    // Ready means usable: the vault answered a listing (the connection check above, before
+    // mounting) and the kernel now reaches this daemon through the mount. Only then does
+    // systemd (`Type=notify`) or the mount helper hear READY=1. The readiness probe is a
+    // `stat` of the mount's root, which costs no vault call and fills no cache: a full listing
+    // here would cost a 10,000-secret vault 400 calls at every start and race the user's first
+    // `ls`. Signals are handled from the start.
     let mountpoint = args.mountpoint.clone();
-    let stop_listing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut first_listing = rt.spawn_blocking({
-        let stop = stop_listing.clone();
-        move || list_until_it_works(&mountpoint, &stop)
+    let stop_probing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut reachable = rt.spawn_blocking({
+        let stop = stop_probing.clone();
+        move || stat_until_it_works(&mountpoint, &stop)
     });
     let status = format!("{url} on {}", args.mountpoint.display());
     let outcome = rt.block_on(async {
@@ -349,11 +353,9 @@ fn run_mount(args: MountArgs) -> Result<()> {
                     tracing::info!("SIGHUP: dropping all caches");
                     handle.drop_caches();
                 }
-                listed = &mut first_listing, if !ready => {
+                _ = &mut reachable, if !ready => {
                     ready = true;
-                    // The first `ls` a user runs lists afresh.
-                    handle.forget_listings();
-                    tracing::info!(entries = listed.unwrap_or(0), "first listing done: ready");
+                    tracing::info!("vault listed and mount reachable: ready");
                     if let Err(error) = sd_notify::notify(&[
                         sd_notify::NotifyState::Ready,
                         sd_notify::NotifyState::Status(&status),
@@ -365,7 +367,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
             }
         }
     });
-    stop_listing.store(true, std::sync::atomic::Ordering::SeqCst);
+    stop_probing.store(true, std::sync::atomic::Ordering::SeqCst);
     let signalled = outcome?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if signalled {
@@ -382,21 +384,22 @@ fn run_mount(args: MountArgs) -> Result<()> {
     Ok(())
 }
 
-/// List `mountpoint` (through the kernel) until it works or `stop` is set; answers the number
-/// of entries.
-fn list_until_it_works(mountpoint: &Path, stop: &std::sync::atomic::AtomicBool) -> usize {
-    let mut pause = std::time::Duration::from_millis(500);
+/// `stat` the mount's root (through the kernel, answered by this daemon) until it works or
+/// `stop` is set.
+fn stat_until_it_works(mountpoint: &Path, stop: &std::sync::atomic::AtomicBool) {
+    let mut pause = std::time::Duration::from_millis(100);
     loop {
-        match std::fs::read_dir(mountpoint)
-            .and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>())
-        {
-            Ok(entries) => return entries.len(),
+        match std::fs::metadata(mountpoint) {
+            Ok(meta) if meta.is_dir() => return,
+            Ok(_) => {
+                tracing::warn!(mountpoint = %mountpoint.display(), "the mount's root is not a directory yet; not ready, retrying");
+            }
             Err(error) => {
-                tracing::warn!(mountpoint = %mountpoint.display(), %error, "the first listing failed; not ready yet, retrying");
+                tracing::warn!(mountpoint = %mountpoint.display(), %error, "the mount does not answer yet; not ready, retrying");
             }
         }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            return 0;
+            return;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_secs(10));

@@ -377,11 +377,6 @@ impl MountHandle {
         &self.mountpoint
     }
 
-    /// Forget cached listings (after the readiness check's listing).
-    pub fn forget_listings(&self) {
-        self.fs.forget_listings();
-    }
-
     /// Forget every cached value and listing (SIGHUP).
     pub fn drop_caches(&self) {
         self.fs.drop_caches();

@@ -2342,12 +2342,6 @@ impl SecretFs {
 
     /// Forget every cached value and listing (SIGHUP). The kernel's caches follow: every known
     /// secret inode is invalidated.
-    /// Forget cached listings only (the readiness check lists the mount, and a listing cached
-    /// before anyone looked would hide secrets created meanwhile for `list_ttl`).
-    pub fn forget_listings(&self) {
-        self.listings.clear();
-    }
-
     pub fn drop_caches(&self) {
         self.values.clear();
         self.listings.clear();
