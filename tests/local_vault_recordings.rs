@@ -1,4 +1,4 @@
-//! Replays the recorded real-service traffic of `../shared/recordings/azure-sdk-for-cpp` against
+//! Replays the recorded real-service traffic of `tests/data/recordings/azure-sdk-for-cpp` against
 //! the local vault and compares every answer with the recorded one: status, JSON shape (the same
 //! keys at every level, absent fields absent), and the values that do not depend on time or on
 //! the vault (error codes and texts, recovery levels, secret values, ids up to host and version).

@@ -1211,12 +1211,7 @@ async fn a_missing_federated_token_file_is_a_clear_error() {
 #[tokio::test]
 async fn recorded_list_pages_parse_and_page_to_the_end() {
     let f = fixture(|_| {}).await;
-    let file =
-        "recordings/azure-sdk-for-cpp/KeyVaultSecretClientTest.TestGetPropertiesOfSecret.json";
-    let text = std::fs::read_to_string(format!("{}/../shared/{file}", env!("CARGO_MANIFEST_DIR")))
-        .or_else(|_| std::fs::read_to_string(format!("/work/shared/{file}")))
-        .expect("the recording (shared/ beside the repository)");
-    let recording: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let recording = read_recording("KeyVaultSecretClientTest.TestGetPropertiesOfSecret.json");
     let mut expected = 0;
     let mut pages = std::collections::VecDeque::new();
     for call in recording["networkCallRecords"].as_array().expect("records") {
@@ -1248,11 +1243,13 @@ async fn recorded_list_pages_parse_and_page_to_the_end() {
     assert_eq!(f.server.count("GET", "/secrets"), 8); // the challenge + 7 pages
 }
 
+/// One of the azure-sdk-for-cpp recordings kept in the repo (tests/data/recordings).
 fn read_recording(file: &str) -> serde_json::Value {
-    let rel = format!("recordings/azure-sdk-for-cpp/{file}");
-    let text = std::fs::read_to_string(format!("{}/../shared/{rel}", env!("CARGO_MANIFEST_DIR")))
-        .or_else(|_| std::fs::read_to_string(format!("/work/shared/{rel}")))
-        .expect("the recording (shared/ beside the repository)");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/recordings/azure-sdk-for-cpp")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the recording {}: {e}", path.display()));
     serde_json::from_str(&text).expect("json")
 }
 

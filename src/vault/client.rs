@@ -777,16 +777,13 @@ mod tests {
         .expect("client")
     }
 
+    /// One of the azure-sdk-for-cpp recordings kept in the repo (tests/data/recordings).
     fn recorded(file: &str) -> serde_json::Value {
         let path = format!(
-            "{}/../shared/recordings/azure-sdk-for-cpp/{file}",
+            "{}/tests/data/recordings/azure-sdk-for-cpp/{file}",
             env!("CARGO_MANIFEST_DIR")
         );
-        let text = std::fs::read_to_string(&path)
-            .or_else(|_| {
-                std::fs::read_to_string(format!("/work/shared/recordings/azure-sdk-for-cpp/{file}"))
-            })
-            .expect("recording");
+        let text = std::fs::read_to_string(&path).expect("recording");
         serde_json::from_str(&text).expect("json")
     }
 
