@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{
-    scope_to_resource, token_credential_via_chainable, AccessToken, ChainableCredential,
+    json_u64, scope_to_resource, token_credential_via_chainable, AccessToken, ChainableCredential,
     CredentialError, TokenRequest,
 };
 use crate::secret_value::SecretValue;
@@ -137,11 +137,7 @@ pub(crate) fn parse_cli_output(stdout: &[u8], now: SystemTime) -> Result<AccessT
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| "the Azure CLI's output has no accessToken".to_owned())?;
-    let epoch = match parsed.expires_on_epoch {
-        Some(serde_json::Value::Number(n)) => n.as_u64(),
-        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    };
+    let epoch = parsed.expires_on_epoch.as_ref().and_then(json_u64);
     // Older CLIs give only a local-time `expiresOn`; rather than guess the zone, assume a short
     // life (CLI tokens live ≥ 1 h) and ask again after it.
     let expires_on = epoch

@@ -379,6 +379,16 @@ pub(crate) fn describe_token_error(body: &[u8]) -> String {
     }
 }
 
+/// A whole number sent as a JSON number or as a string of digits (identity endpoints and the
+/// Azure CLI send either).
+pub(crate) fn json_u64(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// `{"access_token", "expires_in" | "expires_on", …}`; numbers may come as strings (managed
 /// identity sends `"expires_on": "1586984735"`).
 pub(crate) fn parse_token_response(body: &[u8], now: SystemTime) -> Result<AccessToken, String> {
@@ -401,22 +411,17 @@ pub(crate) fn parse_token_response(body: &[u8], now: SystemTime) -> Result<Acces
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| "the token response has no access_token".to_owned())?;
-    let as_u64 = |v: &serde_json::Value| match v {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
     // checked_add: a hostile number must not overflow (and panic); it counts as absent.
     let expires_on = parsed
         .expires_in
         .as_ref()
-        .and_then(as_u64)
+        .and_then(json_u64)
         .and_then(|secs| now.checked_add(Duration::from_secs(secs)))
         .or_else(|| {
             parsed
                 .expires_on
                 .as_ref()
-                .and_then(as_u64)
+                .and_then(json_u64)
                 .and_then(|epoch| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(epoch)))
         })
         // No usable expiry: assume a short life so it is refreshed soon.
