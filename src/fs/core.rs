@@ -595,10 +595,7 @@ impl SecretFs {
                 is_transient,
             )
             .await
-            .map_err(|error| {
-                warn!(secret = name, %error, "could not list versions");
-                FsError::from(error)
-            })?;
+            .map_err(logged_failure(name, "list versions"))?;
         Ok(fetched.value)
     }
 
@@ -1691,18 +1688,11 @@ impl SecretFs {
             });
         }
         self.check_writable(name)?;
-        if !is_valid_secret_name(name) {
-            return Err(FsError::NotFound {
-                name: name.to_owned(),
-            });
-        }
+        secret_name_or_not_found(name)?;
         self.store
             .purge_deleted_secret(name)
             .await
-            .map_err(|error| {
-                warn!(secret = name, %error, "could not purge deleted secret");
-                FsError::from(error)
-            })?;
+            .map_err(logged_failure(name, "purge deleted secret"))?;
         info!(secret = name, "deleted secret purged");
         self.listings.invalidate(DELETED_SECRETS);
         Ok(())
@@ -1947,18 +1937,11 @@ impl SecretFs {
                 ),
             });
         }
-        if !is_valid_secret_name(name) {
-            return Err(FsError::NotFound {
-                name: name.to_owned(),
-            });
-        }
+        secret_name_or_not_found(name)?;
         self.store
             .recover_deleted_secret(name)
             .await
-            .map_err(|error| {
-                warn!(secret = name, %error, "could not recover deleted secret");
-                FsError::from(error)
-            })?;
+            .map_err(logged_failure(name, "recover deleted secret"))?;
         info!(secret = name, "deleted secret recovered");
         let key = name.to_ascii_lowercase();
         self.values.invalidate(&key);
@@ -1983,11 +1966,7 @@ impl SecretFs {
                 reason,
             });
         }
-        if !is_valid_secret_name(name) {
-            return Err(FsError::NotFound {
-                name: name.to_owned(),
-            });
-        }
+        secret_name_or_not_found(name)?;
         if name.eq_ignore_ascii_case(new_name) {
             // One secret: Key Vault names are case-insensitive and cannot be re-spelled.
             return Ok(());
@@ -2317,10 +2296,7 @@ impl SecretFs {
             .store
             .update_secret_properties(&data.name, None, update)
             .await
-            .map_err(|error| {
-                warn!(secret = data.name.as_str(), %error, "could not update secret properties");
-                FsError::from(error)
-            })?;
+            .map_err(logged_failure(&data.name, "update secret properties"))?;
         info!(secret = data.name.as_str(), "secret properties updated");
         let key = data.name.to_ascii_lowercase();
         // The value did not change (no new version): keep it, take the new properties.
@@ -2376,6 +2352,28 @@ fn listed_from_item(item: SecretItem, deleted_date: Option<i64>) -> Option<Liste
         version: None,
         deleted_date,
     })
+}
+
+/// Names that cannot be secrets are not there (no vault call).
+fn secret_name_or_not_found(name: &str) -> Result<(), FsError> {
+    if is_valid_secret_name(name) {
+        Ok(())
+    } else {
+        Err(FsError::NotFound {
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// For `map_err` on a vault call: log "could not ACTION" naming the secret, then the errno.
+fn logged_failure<'a>(
+    name: &'a str,
+    action: &'static str,
+) -> impl FnOnce(VaultError) -> FsError + 'a {
+    move |error| {
+        warn!(secret = name, %error, "could not {action}");
+        FsError::from(error)
+    }
 }
 
 fn log_deleted_conflict(name: &str) {
