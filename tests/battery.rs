@@ -24,14 +24,16 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akvfs::local_vault::FaultSpec;
 use akvfs::vault::model::SecretId;
 use akvfs::vault::SecretStore;
-use common::{akvfs_bin, env_credential, read_all_in_parallel, sh_ok, LocalMount, UrlMount};
+use common::{
+    akvfs_bin, as_user, env_credential, read_all_in_parallel, sh_ok, LocalMount, UrlMount,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Throttled at the real limits
@@ -124,8 +126,6 @@ fn proc_owner(pid: u32) -> u32 {
         .uid()
 }
 
-const NOBODY: [&str; 4] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"];
-
 /// The daemons keep secret values and tokens in memory: `akvfs mount` and `akvfs local-vault`
 /// set RLIMIT_CORE to 0 (soft and hard) and mark themselves non-dumpable at start.
 /// Non-dumpable is observable through proc(5): the `/proc/PID` files of such a process belong
@@ -143,23 +143,15 @@ fn core_dumps_of_the_daemons_are_off() {
 
     let dir = nobody_tempdir();
     let data = dir.path().join("lv");
-    let mut vault = Command::new("setpriv")
-        .args(NOBODY)
-        .args([
-            akvfs_bin(),
-            "local-vault",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
+    let mut vault = as_user("nobody", "nogroup", akvfs_bin())
+        .args(["local-vault", "--listen", "127.0.0.1:0", "--data"])
         .arg(&data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn setpriv akvfs local-vault");
-    let mut plain = Command::new("setpriv")
-        .args(NOBODY)
-        .args(["sleep", "60"])
+    let mut plain = as_user("nobody", "nogroup", "sleep")
+        .arg("60")
         .spawn()
         .expect("spawn setpriv sleep");
     wait_for_file(&data.join("env"), &mut vault);
@@ -662,9 +654,8 @@ fn errno_row_eacces_when_the_access_policy_forbids() {
 
 /// Run `sh -c SCRIPT` as `nobody` (util-linux `setpriv`), in no supplementary group.
 fn as_nobody(script: &str) -> std::process::Output {
-    Command::new("setpriv")
-        .args(NOBODY)
-        .args(["sh", "-c", script])
+    as_user("nobody", "nogroup", "sh")
+        .args(["-c", script])
         .current_dir("/")
         .stdin(Stdio::null())
         .output()

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use akvfs::local_vault::{AdminClient, LocalVaultEnv};
 use akvfs::vault::SecretStore;
-use common::{akvfs_bin, client_for, is_mountpoint, need_tool, sh, sh_err, sh_ok, LocalMount};
+use common::{
+    akvfs_bin, as_user, client_for, is_mountpoint, need_tool, sh, sh_err, sh_ok, LocalMount,
+};
 
 fn assert_erofs(dir: &Path, script: &str) {
     let error = sh_err(dir, script);
@@ -481,15 +483,7 @@ fn systemd_notify_ready_1_arrives_only_after_the_mount_is_listed() {
 
 /// `cat` as uid/gid 1000 (setpriv, util-linux).
 fn cat_as_user_1000(path: &Path) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            "1000",
-            "--regid",
-            "1000",
-            "--clear-groups",
-            "cat",
-        ])
+    as_user("1000", "1000", "cat")
         .arg(path)
         .output()
         .expect("run setpriv")

@@ -556,3 +556,15 @@ pub fn env_credential(
         ("AKVFS_AUTHORITY_HOST", env.authority_host.clone()),
     ]
 }
+
+/// A `setpriv` (util-linux) command line that runs `program` as `user`:`group` with no
+/// supplementary groups: another local user, for permission tests (the tests run as root).
+pub fn as_user(user: &str, group: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={user}"))
+        .arg(format!("--regid={group}"))
+        .args(["--clear-groups", "--"])
+        .arg(program);
+    command
+}
