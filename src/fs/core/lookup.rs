@@ -1,0 +1,237 @@
+//! Lookup and attributes: `lookup`, `getattr`, the `ls -l` size prefetch.
+
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::*;
+
+impl SecretFs {
+    // ----- lookup and getattr -----------------------------------------------------------
+
+    /// Find `name` in directory `parent`. Names that cannot be secrets answer NotFound without
+    /// a vault call.
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry, FsError> {
+        let (parent_key, parent_name) = self.node(parent)?;
+        let not_found = || FsError::NotFound {
+            name: name.to_owned(),
+        };
+        match parent_key {
+            NodeKey::Root => match name {
+                VERSIONS_DIR_NAME => Ok(self.dir_entry(VERSIONS_DIR_INO, false)),
+                DELETED_DIR_NAME => Ok(self.dir_entry(DELETED_DIR_INO, true)),
+                _ if !is_valid_secret_name(name) => {
+                    let scratch = self.scratch.lock().get(name).cloned();
+                    scratch
+                        .map(|file| self.scratch_entry(&file))
+                        .ok_or_else(not_found)
+                }
+                _ if self.shadowed.lock().contains(&name.to_ascii_lowercase()) => Err(not_found()),
+                _ => {
+                    self.prefetch_if_listing_sizes(name);
+                    self.secret_entry_by_name(name).await
+                }
+            },
+            NodeKey::VersionsDir => {
+                if !is_valid_secret_name(name) {
+                    return Err(not_found());
+                }
+                let listing = self.load_versions(name).await?.ok_or_else(not_found)?;
+                let spelled = listing.0.first().map_or(name, |l| l.name.as_str());
+                let ino = self
+                    .inodes
+                    .lock()
+                    .ino_for(NodeKey::VersionsOf(name.to_ascii_lowercase()), spelled);
+                Ok(self.dir_entry(ino, false))
+            }
+            NodeKey::VersionsOf(secret_key) => {
+                let listing = self
+                    .load_versions(&parent_name)
+                    .await?
+                    .ok_or_else(not_found)?;
+                let listed = listing
+                    .0
+                    .iter()
+                    .find(|l| l.version.as_deref() == Some(name))
+                    .ok_or_else(not_found)?;
+                let ino = self
+                    .inodes
+                    .lock()
+                    .ino_for(NodeKey::Version(secret_key, name.to_owned()), &listed.name);
+                self.version_entry(ino, &listed.name, name).await
+            }
+            NodeKey::DeletedDir => {
+                if !is_valid_secret_name(name) {
+                    return Err(not_found());
+                }
+                let listing = self.load_deleted_listing().await?;
+                let listed = listing
+                    .0
+                    .iter()
+                    .find(|l| l.name.eq_ignore_ascii_case(name))
+                    .ok_or_else(not_found)?;
+                let ino = self
+                    .inodes
+                    .lock()
+                    .ino_for(NodeKey::Deleted(name.to_ascii_lowercase()), &listed.name);
+                Ok(self.deleted_entry(ino, listed))
+            }
+            NodeKey::Secret(_)
+            | NodeKey::Version(..)
+            | NodeKey::Deleted(_)
+            | NodeKey::Scratch(_) => Err(FsError::NotADirectory { name: parent_name }),
+        }
+    }
+
+    pub(super) fn dir_entry(&self, ino: u64, writable: bool) -> Entry {
+        Entry {
+            attr: self.dir_attr(ino, writable),
+            ttl: self.config.list_ttl,
+        }
+    }
+
+    pub(super) fn deleted_entry(&self, ino: u64, listed: &ListedSecret) -> Entry {
+        let deleted = epoch_seconds(listed.deleted_date, self.mounted_at);
+        let mut attr = self.file_attr(ino, 0, self.config.file_mode & 0o444, &listed.attributes);
+        attr.mtime = deleted;
+        attr.ctime = deleted;
+        Entry {
+            attr,
+            ttl: self.config.list_ttl,
+        }
+    }
+
+    pub(super) async fn version_entry(
+        &self,
+        ino: u64,
+        name: &str,
+        version: &str,
+    ) -> Result<Entry, FsError> {
+        let fetched = self.load_version(name, version).await?;
+        let data = fetched.value.ok_or_else(|| FsError::NotFound {
+            name: format!("{name}/{version}"),
+        })?;
+        let mut attr = self.file_attr(
+            ino,
+            data.content.len() as u64,
+            self.config.file_mode & 0o444,
+            &data.attributes,
+        );
+        // A version's mtime is when it was created.
+        attr.mtime = attr.crtime;
+        attr.ctime = attr.crtime;
+        if !data.enabled {
+            attr.perm = 0;
+        }
+        Ok(Entry {
+            attr,
+            ttl: fetched.valid_for,
+        })
+    }
+
+    /// `ls -l`: lookups that walk the listing in its order, shortly after a readdir, start
+    /// fetching every following listed value not cached yet, concurrently (bounded); the
+    /// lookups that follow join those loads. A plain `ls` (no lookups) or a few `cat`s after
+    /// `ls` cost no extra get.
+    pub(super) fn prefetch_if_listing_sizes(&self, name: &str) {
+        let (listing, from) = {
+            let mut recent = self.recent_listing.lock();
+            let Some(recent) = recent.as_mut() else {
+                return;
+            };
+            if recent.prefetching || recent.at.elapsed() > LISTING_LOOKUP_WINDOW {
+                return;
+            }
+            let Some(&position) = recent.positions.get(&name.to_ascii_lowercase()) else {
+                return;
+            };
+            let follows = recent
+                .last_position
+                .is_some_and(|last| position == last + 1);
+            recent.in_order = if follows { recent.in_order + 1 } else { 1 };
+            recent.last_position = Some(position);
+            if recent.in_order < LOOKUPS_IN_ORDER_FOR_PREFETCH {
+                return;
+            }
+            recent.prefetching = true;
+            (recent.listing.clone(), position + 1)
+        };
+        let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(PREFETCH_CONCURRENCY));
+        let mut fetched = 0;
+        for listed in listing.0.iter().skip(from) {
+            let key = listed.name.to_ascii_lowercase();
+            let disabled = listed.attributes.enabled == Some(false);
+            if disabled || self.values.peek(&key).is_some() {
+                continue;
+            }
+            fetched += 1;
+            let (me, permits, name) = (me.clone(), permits.clone(), listed.name.clone());
+            runtime.spawn(async move {
+                let Ok(_permit) = permits.acquire().await else {
+                    return;
+                };
+                // Errors are logged by load_secret and met again by the lookup itself.
+                let _ = me.load_secret(&name).await;
+            });
+        }
+        debug!(
+            secrets = fetched,
+            "listing sizes: fetching values concurrently"
+        );
+    }
+
+    pub(super) async fn secret_entry_by_name(&self, name: &str) -> Result<Entry, FsError> {
+        let key = name.to_ascii_lowercase();
+        let placeholder = self.placeholders.lock().get(&key).cloned();
+        if let Some(placeholder) = placeholder {
+            // Another client may have created the secret since: look again once the
+            // placeholder is older than the negative TTL and nobody has it open.
+            let in_use = self.files.lock().values().any(|f| f.ino == placeholder.ino);
+            let recent = placeholder
+                .created
+                .elapsed()
+                .map_or(true, |age| age < self.config.negative_ttl);
+            if in_use || recent || self.load_secret(name).await?.value.is_none() {
+                return Ok(self.placeholder_entry(&placeholder));
+            }
+            self.placeholders.lock().remove(&key);
+        }
+        let fetched = self.load_secret(name).await?;
+        let data = fetched.value.ok_or_else(|| FsError::NotFound {
+            name: name.to_owned(),
+        })?;
+        let ino = self.inodes.lock().ino_for(NodeKey::Secret(key), &data.name);
+        Ok(self.secret_entry(ino, &data, fetched.valid_for))
+    }
+
+    pub async fn getattr(&self, ino: u64) -> Result<Entry, FsError> {
+        let (key, name) = self.node(ino)?;
+        match key {
+            NodeKey::Root => Ok(self.dir_entry(ROOT_INO, true)),
+            NodeKey::VersionsDir => Ok(self.dir_entry(VERSIONS_DIR_INO, false)),
+            NodeKey::DeletedDir => Ok(self.dir_entry(DELETED_DIR_INO, true)),
+            NodeKey::VersionsOf(_) => Ok(self.dir_entry(ino, false)),
+            NodeKey::Secret(_) => self.secret_entry_by_name(&name).await,
+            NodeKey::Scratch(scratch_name) => {
+                let scratch = self.scratch.lock().get(&scratch_name).cloned();
+                scratch
+                    .map(|file| self.scratch_entry(&file))
+                    .ok_or(FsError::NotFound { name })
+            }
+            NodeKey::Version(_, version) => self.version_entry(ino, &name, &version).await,
+            NodeKey::Deleted(_) => {
+                let listing = self.load_deleted_listing().await?;
+                let listed = listing
+                    .0
+                    .iter()
+                    .find(|l| l.name.eq_ignore_ascii_case(&name))
+                    .ok_or(FsError::NotFound { name })?;
+                Ok(self.deleted_entry(ino, listed))
+            }
+        }
+    }
+}
