@@ -94,6 +94,7 @@ fn open_mode(flags: i32) -> OpenMode {
         truncate: flags & libc::O_TRUNC != 0,
         append: flags & libc::O_APPEND != 0,
         exclusive: flags & libc::O_EXCL != 0,
+        pid: 0,
     }
 }
 
@@ -392,9 +393,12 @@ impl Filesystem for FuseAdapter {
         reply.error(Errno::EPERM);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        let mode = open_mode(flags.0);
+        let mode = OpenMode {
+            pid: req.pid(),
+            ..open_mode(flags.0)
+        };
         // A handle that cannot write has nothing to commit: its flush would answer Ok without
         // doing anything, so the kernel need not send one at every close.
         let no_flush = if mode.write {
@@ -460,16 +464,17 @@ impl Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
+        let pid = req.pid();
         self.dispatch(
             "flush",
-            async move { fs.flush(fh.0).await },
+            async move { fs.flush_by(fh.0, pid).await },
             move |result| reply_empty(reply, result),
         );
     }
@@ -641,7 +646,7 @@ impl Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -653,9 +658,13 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::EINVAL);
         };
         let fs = self.fs.clone();
+        let mode = OpenMode {
+            pid: req.pid(),
+            ..open_mode(flags)
+        };
         self.dispatch(
             "create",
-            async move { fs.create(parent.0, &name, open_mode(flags)).await },
+            async move { fs.create(parent.0, &name, mode).await },
             move |result| match result {
                 Ok((entry, opened)) => reply.created(
                     &entry.ttl,

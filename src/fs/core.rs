@@ -1,5 +1,6 @@
 //! [`SecretFs`]: every filesystem operation as an async function over a [`SecretStore`].
 
+mod commit;
 mod handles;
 mod listing;
 mod lookup;
@@ -16,6 +17,7 @@ use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use self::handles::{OpenFile, SharedWrite};
 use super::content::{self, Encoding, MAX_CONTENT_BYTES};
 use super::inode::{
     InodeTable, NodeKey, DELETED_DIR_INO, DELETED_DIR_NAME, ROOT_INO, VERSIONS_DIR_INO,
@@ -73,6 +75,14 @@ impl SecretData {
         }
     }
 
+    /// No content and no version: a file not in the vault yet, or a deleted secret.
+    fn empty(name: &str) -> SecretData {
+        SecretData {
+            enabled: true,
+            ..SecretData::disabled(name, None)
+        }
+    }
+
     /// A disabled secret: the vault refuses its value; the listing may know its attributes.
     fn disabled(name: &str, listed: Option<&ListedSecret>) -> SecretData {
         SecretData {
@@ -124,66 +134,6 @@ impl Weigh for Listing {
     fn weight(&self) -> usize {
         self.0.iter().map(|l| l.name.len() + 96).sum()
     }
-}
-
-/// Per-handle state of an open file.
-struct FileState {
-    /// The version this handle was opened on (`None`: a name not in the vault yet).
-    base: Option<Arc<SecretData>>,
-    /// The handle's own content once written to (or truncated); reads use `base` until then.
-    buffer: Option<Zeroizing<Vec<u8>>>,
-    /// Changed since the last commit.
-    dirty: bool,
-    /// A write failed with EFBIG: never commit what is left (the old value stays intact).
-    poisoned: bool,
-    /// The last commit failed with this error; flush/fsync report it again until a new write.
-    failed: Option<FsError>,
-    /// Opened with `O_TRUNC` on an existing secret and not written since. A shell's `> NAME`
-    /// flushes once right after the open (dup2, then close of the original descriptor): that
-    /// flush must not store an empty version before the data arrives.
-    emptied_at_open: bool,
-}
-
-impl FileState {
-    fn content(&self) -> &[u8] {
-        match (&self.buffer, &self.base) {
-            (Some(buffer), _) => buffer,
-            (None, Some(base)) => &base.content,
-            (None, None) => &[],
-        }
-    }
-
-    fn encoding(&self) -> Encoding {
-        self.base.as_ref().map_or(Encoding::Text, |b| b.encoding)
-    }
-}
-
-/// `content` cut or zero-extended to `size`, in a fresh allocation of exactly that size: growing
-/// a buffer in place could reallocate and leave a copy of the secret in freed memory, which
-/// `Zeroizing` never sees.
-fn resized_copy(content: &[u8], size: usize) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(size));
-    out.extend_from_slice(&content[..content.len().min(size)]);
-    out.resize(size, 0);
-    out
-}
-
-struct OpenFile {
-    ino: u64,
-    /// Name for vault calls and logs.
-    name: String,
-    writable: bool,
-    append: bool,
-    state: tokio::sync::Mutex<FileState>,
-    /// Size of uncommitted content, so `stat` during a write agrees with the writer.
-    dirty_size: Mutex<Option<u64>>,
-    /// The secret version this handle reads (changes when it commits).
-    version: Mutex<Option<String>>,
-    /// Set for scratch files: commits go here, never to the vault.
-    scratch: Option<Arc<ScratchFile>>,
-    /// The file was removed while open: as on any POSIX filesystem, what is still written to
-    /// it goes nowhere (it must not bring the secret back).
-    unlinked: std::sync::atomic::AtomicBool,
 }
 
 /// An editor's scratch file (swap, backup, temporary): a name Key Vault cannot hold, kept in
@@ -262,6 +212,12 @@ pub struct SecretFs {
     /// deleted in the vault, visible again once written or created.
     shadowed: Mutex<std::collections::HashSet<String>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// The pending content of each file open for writing, by inode (it follows renames).
+    writes: Mutex<HashMap<u64, Arc<SharedWrite>>>,
+    /// Secrets an `rm` is deleting (waiting for the vault): opening them answers EBUSY.
+    deleting: Mutex<std::collections::HashSet<String>>,
+    /// Names kept in memory only whose first write was already logged.
+    warned_in_memory: Mutex<std::collections::HashSet<String>>,
     dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
     next_fh: AtomicU64,
     notifier: OnceLock<Arc<dyn KernelNotifier>>,
@@ -309,6 +265,9 @@ impl SecretFs {
             scratch: Mutex::new(HashMap::new()),
             shadowed: Mutex::new(std::collections::HashSet::new()),
             files: Mutex::new(HashMap::new()),
+            writes: Mutex::new(HashMap::new()),
+            deleting: Mutex::new(std::collections::HashSet::new()),
+            warned_in_memory: Mutex::new(std::collections::HashSet::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
@@ -387,23 +346,23 @@ impl SecretFs {
         }
     }
 
-    /// Whether an open handle of `ino` holds uncommitted changes.
-    fn has_uncommitted(&self, ino: u64) -> bool {
-        let files = self.files.lock();
-        files
-            .values()
-            .any(|f| f.ino == ino && f.dirty_size.lock().is_some())
+    /// Size of the content that handles writing `ino` share, while any is open.
+    fn pending_size(&self, ino: u64) -> Option<u64> {
+        let writes = self.writes.lock();
+        writes
+            .get(&ino)
+            .map(|shared| shared.size.load(Ordering::SeqCst))
     }
 
-    /// Attributes always describe the committed content, even while a handle has uncommitted
-    /// writes: a reader's kernel sizes its reads by them, and readers must see the whole
-    /// committed value, never a partial one. (The writer writes with direct I/O and does not
-    /// depend on them.)
+    /// Attributes describe what a writer sees while the file is open for writing (its `fstat`
+    /// and `SEEK_END` see its writes, as on a local disk; TTL 0), else the committed value.
+    /// Readers are not misled: secret files use direct I/O and each handle reads its version.
     fn secret_entry(&self, ino: u64, data: &SecretData, valid_for: Duration) -> Entry {
-        let size = data.content.len() as u64;
+        let pending = self.pending_size(ino);
+        let size = pending.unwrap_or(data.content.len() as u64);
         Entry {
             attr: self.file_attr(ino, size, self.secret_perm(data.enabled), &data.attributes),
-            ttl: if self.has_uncommitted(ino) {
+            ttl: if pending.is_some() {
                 Duration::ZERO
             } else {
                 valid_for.min(self.config.cache_ttl)
@@ -412,8 +371,8 @@ impl SecretFs {
     }
 
     fn placeholder_entry(&self, placeholder: &Placeholder) -> Entry {
-        // Nothing committed yet.
-        let size = 0;
+        // Nothing committed yet; writers may have written.
+        let size = self.pending_size(placeholder.ino).unwrap_or(0);
         let mut attr = self.file_attr(
             placeholder.ino,
             size,

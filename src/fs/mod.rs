@@ -40,6 +40,7 @@
 mod content;
 mod core;
 mod inode;
+mod process;
 mod xattr;
 
 #[cfg(test)]
@@ -158,6 +159,8 @@ pub struct OpenMode {
     pub append: bool,
     /// `O_EXCL` (create only).
     pub exclusive: bool,
+    /// The thread that opens (0: unknown). Closes by other processes do not commit.
+    pub pid: u32,
 }
 
 /// One directory entry; `offset` is where the next `readdir` continues.

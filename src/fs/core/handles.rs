@@ -1,6 +1,21 @@
-//! The write path: open, create, read, write, flush, release and the commit of a value.
+//! Open files: open, create, read, write, truncate, flush, fsync and release.
+//!
+//! The rules (SPEC §3.3), as on a local disk where it matters and stricter where a secret
+//! needs it:
+//! - A read-only handle reads one committed version, the one it opened, to its end; a read at
+//!   or past that end moves it on to a newer version only when the newer one extends it (the
+//!   file grew, as `tail -f` expects), so what one handle reads is always a prefix of one
+//!   version. Secret files use direct I/O: the kernel's page cache is per inode and would mix
+//!   the versions of two handles.
+//! - Every writable handle of one file shares its pending content ([`SharedWrite`]): offsets
+//!   and `O_APPEND` combine, and a writer's reads, `fstat` and `SEEK_END` see the writes.
+//! - The pending content is committed (one set) when the process that opened a handle closes
+//!   it or calls `fsync`; closes by other processes holding a copy of the descriptor (children
+//!   after `fork`) do not commit, and the last release commits what remains. A process killed
+//!   by a signal commits nothing. Writing the bytes the secret already holds makes no version.
 
-use std::sync::atomic::Ordering;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,10 +24,161 @@ use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::*;
+use crate::fs::process;
+
+/// The pending content of one secret file, shared by every handle that writes it.
+pub(super) struct SharedWrite {
+    pub(super) state: tokio::sync::Mutex<WriteState>,
+    /// Size of the pending content: `stat` answers it without waiting for a commit in flight.
+    pub(super) size: AtomicU64,
+    /// Writable handles open on the file.
+    handles: AtomicUsize,
+    /// The file was removed while open: as on any POSIX filesystem, what is still written to
+    /// it goes nowhere (it must not bring the secret back).
+    pub(super) unlinked: AtomicBool,
+}
+
+pub(super) struct WriteState {
+    /// The committed version the content builds on (`None`: not in the vault yet).
+    pub(super) base: Option<Arc<SecretData>>,
+    pub(super) content: Zeroizing<Vec<u8>>,
+    /// Changed since the last commit.
+    pub(super) dirty: bool,
+    /// A write failed with EFBIG: never commit what is left (the old value stays intact).
+    poisoned: bool,
+    /// The last commit failed with this error; flush/fsync report it again until a new write.
+    failed: Option<FsError>,
+    /// Emptied by `O_TRUNC` at open and not written since. A shell's `> NAME` flushes once
+    /// right after the open (dup2, then close of the original descriptor): that flush must not
+    /// store an empty version before the data arrives.
+    emptied_at_open: bool,
+    /// Handles that changed the content since the last commit, by processes not killed.
+    pub(super) writers: HashSet<u64>,
+}
+
+impl WriteState {
+    fn encoding(&self) -> Encoding {
+        self.base.as_ref().map_or(Encoding::Text, |b| b.encoding)
+    }
+
+    /// The content became what a commit (or the rename of the file) stored as `base`.
+    pub(super) fn committed(&mut self, base: Option<Arc<SecretData>>) {
+        self.base = base;
+        self.dirty = false;
+        self.failed = None;
+        self.emptied_at_open = false;
+        self.writers.clear();
+    }
+
+    pub(super) fn poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The error of the last failed commit, until a new write.
+    pub(super) fn failure(&self) -> Result<(), FsError> {
+        self.failed.clone().map_or(Ok(()), Err)
+    }
+
+    /// A failed commit is not retried: the secret keeps its old value and flush/fsync report
+    /// the error (EFBIG for good).
+    pub(super) fn commit_failed(&mut self, error: FsError) {
+        if matches!(error, FsError::TooLarge { .. }) {
+            self.poisoned = true;
+        } else {
+            self.dirty = false;
+            self.writers.clear();
+            self.failed = Some(error);
+        }
+    }
+
+    /// What a commit would store now, if anything: live writers changed it and it is allowed.
+    pub(super) fn uncommitted(&self) -> Option<&[u8]> {
+        (self.dirty && !self.poisoned && !self.writers.is_empty()).then_some(&self.content[..])
+    }
+}
+
+impl SharedWrite {
+    fn new(base: Option<Arc<SecretData>>) -> SharedWrite {
+        let content = base
+            .as_ref()
+            .map_or_else(|| Zeroizing::new(Vec::new()), |b| b.content.clone());
+        SharedWrite {
+            size: AtomicU64::new(content.len() as u64),
+            state: tokio::sync::Mutex::new(WriteState {
+                base,
+                content,
+                dirty: false,
+                poisoned: false,
+                failed: None,
+                emptied_at_open: false,
+                writers: HashSet::new(),
+            }),
+            handles: AtomicUsize::new(0),
+            unlinked: AtomicBool::new(false),
+        }
+    }
+}
+
+/// What an open handle reads and writes.
+pub(super) enum Body {
+    /// One committed version; `follow`: may move on to a newer version that extends it.
+    Snapshot {
+        data: Mutex<Arc<SecretData>>,
+        follow: bool,
+    },
+    /// The file's shared pending content.
+    Write(Arc<SharedWrite>),
+    /// An editor's scratch file, in memory: reads and writes apply to it at once.
+    Scratch(Arc<ScratchFile>),
+}
+
+pub(super) struct OpenFile {
+    pub(super) fh: u64,
+    pub(super) ino: u64,
+    /// Name at open, for logs.
+    pub(super) name: String,
+    pub(super) writable: bool,
+    append: bool,
+    /// Thread group of the process that opened the handle (`None`: unknown, every close commits).
+    opener: Option<u32>,
+    pub(super) body: Body,
+}
+
+/// `content` cut or zero-extended to `size`, in a fresh allocation of exactly that size: growing
+/// a buffer in place could reallocate and leave a copy of the secret in freed memory, which
+/// `Zeroizing` never sees.
+fn resized_copy(content: &[u8], size: usize) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(size));
+    out.extend_from_slice(&content[..content.len().min(size)]);
+    out.resize(size, 0);
+    out
+}
+
+/// `content` with `data` written at `start`, or `None` past `limit` bytes.
+fn written_copy(
+    content: &[u8],
+    start: usize,
+    data: &[u8],
+    limit: usize,
+) -> Option<Zeroizing<Vec<u8>>> {
+    let end = start.checked_add(data.len())?;
+    if end > limit {
+        return None;
+    }
+    let mut candidate = resized_copy(content, content.len().max(end));
+    candidate[start..end].copy_from_slice(data);
+    Some(candidate)
+}
+
+fn slice_of(content: &[u8], offset: u64, size: u32) -> Zeroizing<Vec<u8>> {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(content.len());
+    let end = start.saturating_add(size as usize).min(content.len());
+    Zeroizing::new(content[start..end].to_vec())
+}
 
 impl SecretFs {
-    // ----- open, create, read, write, commit --------------------------------------------
-
     pub(super) fn check_writable(&self, name: &str) -> Result<(), FsError> {
         if self.config.read_only {
             warn!(secret = name, "write refused: the mount is read-only");
@@ -23,8 +189,27 @@ impl SecretFs {
         Ok(())
     }
 
-    pub(super) fn register_file(&self, file: OpenFile) -> u64 {
+    fn register_file(
+        &self,
+        ino: u64,
+        name: &str,
+        mode: OpenMode,
+        body: impl FnOnce(u64) -> Body,
+    ) -> u64 {
         let fh = self.new_fh();
+        let file = OpenFile {
+            fh,
+            ino,
+            name: name.to_owned(),
+            writable: mode.write,
+            append: mode.append,
+            opener: if mode.write {
+                process::thread_group(mode.pid)
+            } else {
+                None
+            },
+            body: body(fh),
+        };
         self.files.lock().insert(fh, Arc::new(file));
         fh
     }
@@ -37,8 +222,26 @@ impl SecretFs {
             .ok_or(FsError::BadHandle { fh })
     }
 
+    fn snapshot(data: Arc<SecretData>, follow: bool) -> impl FnOnce(u64) -> Body {
+        move |_| Body::Snapshot {
+            data: Mutex::new(data),
+            follow,
+        }
+    }
+
     pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<Opened, FsError> {
         let (key, name) = self.node(ino)?;
+        let read_only = |what: &str| FsError::AccessDenied {
+            name: name.clone(),
+            reason: format!("{what} are read-only"),
+        };
+        // Versions never change and deleted secrets show no content: their pages may stay
+        // cached.
+        let cached = |fh| Opened {
+            fh,
+            keep_cache: true,
+            direct_io: false,
+        };
         match key {
             NodeKey::Root | NodeKey::VersionsDir | NodeKey::DeletedDir | NodeKey::VersionsOf(_) => {
                 Err(FsError::IsADirectory { name })
@@ -47,10 +250,7 @@ impl SecretFs {
             NodeKey::Scratch(scratch_name) => self.open_scratch(&scratch_name, mode),
             NodeKey::Version(_, version) => {
                 if mode.write || mode.truncate {
-                    return Err(FsError::AccessDenied {
-                        name,
-                        reason: "old versions are read-only".into(),
-                    });
+                    return Err(read_only("old versions"));
                 }
                 let data = self
                     .load_version(&name, &version)
@@ -63,55 +263,27 @@ impl SecretFs {
                         reason: "the version is disabled".into(),
                     });
                 }
-                let fh = self.register_file(self.read_only_file(ino, &name, Some(data)));
-                // Versions never change: their pages may stay cached.
-                Ok(Opened {
-                    fh,
-                    keep_cache: true,
-                    direct_io: false,
-                })
+                Ok(cached(self.register_file(
+                    ino,
+                    &name,
+                    mode,
+                    Self::snapshot(data, false),
+                )))
             }
             NodeKey::Deleted(_) => {
                 if mode.write || mode.truncate {
-                    return Err(FsError::AccessDenied {
-                        name,
-                        reason: "deleted secrets are read-only; `mv .deleted/NAME NAME` recovers"
-                            .into(),
-                    });
+                    return Err(read_only(
+                        "deleted secrets (`mv .deleted/NAME NAME` recovers)",
+                    ));
                 }
-                let fh = self.register_file(self.read_only_file(ino, &name, None));
-                Ok(Opened {
-                    fh,
-                    keep_cache: true,
-                    direct_io: false,
-                })
+                let empty = Arc::new(SecretData::empty(&name));
+                Ok(cached(self.register_file(
+                    ino,
+                    &name,
+                    mode,
+                    Self::snapshot(empty, false),
+                )))
             }
-        }
-    }
-
-    pub(super) fn read_only_file(
-        &self,
-        ino: u64,
-        name: &str,
-        base: Option<Arc<SecretData>>,
-    ) -> OpenFile {
-        OpenFile {
-            ino,
-            name: name.to_owned(),
-            writable: false,
-            append: false,
-            state: tokio::sync::Mutex::new(FileState {
-                base,
-                buffer: None,
-                dirty: false,
-                poisoned: false,
-                failed: None,
-                emptied_at_open: false,
-            }),
-            dirty_size: Mutex::new(None),
-            version: Mutex::new(None),
-            scratch: None,
-            unlinked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -127,30 +299,12 @@ impl SecretFs {
             .ok_or(FsError::NotFound {
                 name: name.to_owned(),
             })?;
-        let truncate = mode.truncate && mode.write;
-        let buffer = if truncate {
-            Zeroizing::new(Vec::new())
-        } else {
-            Zeroizing::new(file.content.lock().to_vec())
-        };
-        let fh = self.register_file(OpenFile {
-            ino: file.ino,
-            name: name.to_owned(),
-            writable: mode.write,
-            append: mode.append,
-            state: tokio::sync::Mutex::new(FileState {
-                base: None,
-                buffer: Some(buffer),
-                dirty: truncate,
-                poisoned: false,
-                failed: None,
-                emptied_at_open: false,
-            }),
-            dirty_size: Mutex::new(truncate.then_some(0)),
-            version: Mutex::new(None),
-            scratch: Some(file),
-            unlinked: std::sync::atomic::AtomicBool::new(false),
-        });
+        if mode.truncate && mode.write {
+            *file.content.lock() = Zeroizing::new(Vec::new());
+            *file.modified.lock() = SystemTime::now();
+        }
+        let ino = file.ino;
+        let fh = self.register_file(ino, name, mode, |_| Body::Scratch(file));
         Ok(Opened {
             fh,
             keep_cache: false,
@@ -158,13 +312,18 @@ impl SecretFs {
         })
     }
 
-    /// Whether every open handle of `ino` reads `version` and none has uncommitted changes.
-    pub(super) fn handles_agree(&self, ino: u64, version: Option<&str>) -> bool {
-        self.files
-            .lock()
-            .values()
-            .filter(|f| f.ino == ino)
-            .all(|f| f.dirty_size.lock().is_none() && f.version.lock().as_deref() == version)
+    fn refuse_while_deleting(&self, key: &str, name: &str) -> Result<(), FsError> {
+        if self.deleting.lock().contains(key) {
+            warn!(
+                secret = name,
+                "open refused: the secret is being deleted (rm is waiting for the vault)"
+            );
+            return Err(FsError::Busy {
+                name: name.to_owned(),
+                reason: "it is being deleted".into(),
+            });
+        }
+        Ok(())
     }
 
     pub(super) async fn open_secret(
@@ -177,65 +336,114 @@ impl SecretFs {
         if mode.write || mode.truncate {
             self.check_writable(name)?;
         }
-        let placeholder = self.placeholders.lock().get(&key).cloned();
-        let base = match placeholder {
-            Some(_) => None,
-            None => {
-                let data = self
-                    .load_secret(name)
-                    .await?
-                    .value
-                    .ok_or(FsError::NotFound {
-                        name: name.to_owned(),
-                    })?;
-                if !data.enabled {
-                    warn!(secret = name, "open refused: the secret is disabled");
-                    return Err(FsError::AccessDenied {
-                        name: name.to_owned(),
-                        reason: "the secret is disabled".into(),
-                    });
+        self.refuse_while_deleting(&key, name)?;
+        let opened = |fh| Opened {
+            fh,
+            keep_cache: false,
+            direct_io: true,
+        };
+        if !mode.write {
+            let placeholder = self.placeholders.lock().contains_key(&key);
+            let data = if placeholder {
+                Arc::new(SecretData::empty(name))
+            } else {
+                self.enabled_secret(name).await?
+            };
+            self.note_version(ino, data.version.as_deref());
+            return Ok(opened(self.register_file(
+                ino,
+                name,
+                mode,
+                Self::snapshot(data, true),
+            )));
+        }
+        let shared = self.shared_write(ino, &key, name).await?;
+        let fh = self.register_file(ino, name, mode, |_| Body::Write(shared.clone()));
+        if mode.truncate {
+            let mut state = shared.state.lock().await;
+            if !state.content.is_empty() || state.base.as_ref().is_some_and(|b| b.content.len() > 0)
+            {
+                state.content = Zeroizing::new(Vec::new());
+                state.dirty = true;
+                state.emptied_at_open = true;
+                state.failed = None;
+                state.writers.insert(fh);
+                shared.size.store(0, Ordering::SeqCst);
+            }
+        }
+        Ok(opened(fh))
+    }
+
+    /// The current version of `name`, refused when disabled.
+    async fn enabled_secret(&self, name: &str) -> Result<Arc<SecretData>, FsError> {
+        let data = self
+            .load_secret(name)
+            .await?
+            .value
+            .ok_or(FsError::NotFound {
+                name: name.to_owned(),
+            })?;
+        if !data.enabled {
+            warn!(secret = name, "open refused: the secret is disabled");
+            return Err(FsError::AccessDenied {
+                name: name.to_owned(),
+                reason: "the secret is disabled".into(),
+            });
+        }
+        Ok(data)
+    }
+
+    /// The pending content of `ino` that a new writable handle joins (created from the current
+    /// version when no handle writes it yet). A name no longer in the vault (deleted while
+    /// the kernel still knew it) is written as a new file.
+    async fn shared_write(
+        &self,
+        ino: u64,
+        key: &str,
+        name: &str,
+    ) -> Result<Arc<SharedWrite>, FsError> {
+        if let Some(shared) = self.join_shared_write(ino) {
+            return Ok(shared);
+        }
+        let placeholder = self.placeholders.lock().contains_key(key);
+        let base = if placeholder {
+            None
+        } else {
+            match self.enabled_secret(name).await {
+                Ok(data) => Some(data),
+                Err(FsError::NotFound { .. }) => {
+                    self.add_placeholder(ino, key, name);
+                    None
                 }
-                Some(data)
+                Err(error) => return Err(error),
             }
         };
-        let version = base.as_ref().and_then(|data| data.version.clone());
-        let kernel_has_this_version = match &base {
-            Some(data) => self.note_version(ino, data.version.as_deref()),
-            None => false,
-        };
-        // Pages filled through another handle may hold another version (an older snapshot,
-        // or uncommitted writes): keep the page cache only when every handle agrees.
-        let keep_cache =
-            kernel_has_this_version && !mode.write && self.handles_agree(ino, version.as_deref());
-        let truncate = mode.truncate && mode.write;
-        let state = FileState {
-            base,
-            buffer: truncate.then(|| Zeroizing::new(Vec::new())),
-            // Truncating an existing secret is a change (`: > secret` empties it); truncating
-            // a placeholder changes nothing.
-            dirty: truncate && placeholder.is_none(),
-            poisoned: false,
-            failed: None,
-            emptied_at_open: truncate && placeholder.is_none(),
-        };
-        let dirty_size = if state.dirty { Some(0) } else { None };
-        let fh = self.register_file(OpenFile {
+        let mut writes = self.writes.lock();
+        let shared = writes
+            .entry(ino)
+            .or_insert_with(|| Arc::new(SharedWrite::new(base)))
+            .clone();
+        shared.handles.fetch_add(1, Ordering::SeqCst);
+        Ok(shared)
+    }
+
+    fn join_shared_write(&self, ino: u64) -> Option<Arc<SharedWrite>> {
+        let writes = self.writes.lock();
+        let shared = writes.get(&ino)?;
+        shared.handles.fetch_add(1, Ordering::SeqCst);
+        Some(shared.clone())
+    }
+
+    pub(super) fn add_placeholder(&self, ino: u64, key: &str, name: &str) -> Placeholder {
+        let placeholder = Placeholder {
             ino,
             name: name.to_owned(),
-            writable: mode.write,
-            append: mode.append,
-            state: tokio::sync::Mutex::new(state),
-            dirty_size: Mutex::new(dirty_size),
-            version: Mutex::new(version),
-            scratch: None,
-            unlinked: std::sync::atomic::AtomicBool::new(false),
-        });
-        Ok(Opened {
-            fh,
-            keep_cache,
-            // Writes bypass the page cache, so no reader sees uncommitted bytes.
-            direct_io: mode.write,
-        })
+            created: SystemTime::now(),
+        };
+        self.placeholders
+            .lock()
+            .insert(key.to_owned(), placeholder.clone());
+        placeholder
     }
 
     /// Create `name` in `parent` and open it for writing. A name not in the vault becomes a
@@ -270,7 +478,9 @@ impl SecretFs {
                 name,
                 reason, "create refused: not a valid Key Vault secret name"
             );
-            return Err(if name.len() > MAX_SECRET_NAME_LEN {
+            // Characters, not bytes: a short name with a non-ASCII letter breaks the
+            // character rule, not the length.
+            return Err(if name.chars().count() > MAX_SECRET_NAME_LEN {
                 FsError::NameTooLong {
                     name: name.to_owned(),
                 }
@@ -282,13 +492,35 @@ impl SecretFs {
             });
         }
         let key = name.to_ascii_lowercase();
+        self.refuse_while_deleting(&key, name)?;
         let write_mode = OpenMode {
             write: true,
             ..mode
         };
-        // An editor re-creating the secret it renamed to its backup: the secret is back.
-        self.shadowed.lock().remove(&key);
+        let ino = |spelled: &str| {
+            self.inodes
+                .lock()
+                .ino_for(NodeKey::Secret(key.clone()), spelled)
+        };
+        // A secret renamed to an editor's backup name is not there on this mount: creating
+        // it (even exclusively: `cp --backup`, `install -b`) starts it afresh, keeping its
+        // tags and encoding.
+        if self.shadowed.lock().remove(&key) {
+            let ino = ino(name);
+            let truncating = OpenMode {
+                truncate: true,
+                ..write_mode
+            };
+            let opened = self.open_secret(ino, key, name, truncating).await?;
+            return Ok((self.getattr(ino).await?, opened));
+        }
         let existing_placeholder = self.placeholders.lock().get(&key).cloned();
+        if mode.exclusive && existing_placeholder.is_none() {
+            // Another client may have created it within the negative TTL: ask the vault.
+            if self.values.peek(&key).is_some_and(|f| f.value.is_none()) {
+                self.values.invalidate(&key);
+            }
+        }
         let exists_in_vault = match existing_placeholder {
             Some(_) => false,
             None => self.load_secret(name).await?.value.is_some(),
@@ -300,13 +532,9 @@ impl SecretFs {
                     reason: "the secret exists".into(),
                 });
             }
-            let ino = self
-                .inodes
-                .lock()
-                .ino_for(NodeKey::Secret(key.clone()), name);
+            let ino = ino(name);
             let opened = self.open_secret(ino, key, name, write_mode).await?;
-            let entry = self.getattr(ino).await?;
-            return Ok((entry, opened));
+            return Ok((self.getattr(ino).await?, opened));
         }
         if self.config.on_deleted_conflict == DeletedConflictPolicy::Fail {
             // The shell ignores close() errors: tell at create time, not at commit.
@@ -324,20 +552,10 @@ impl SecretFs {
                 }
             }
         }
-        let ino = self
-            .inodes
-            .lock()
-            .ino_for(NodeKey::Secret(key.clone()), name);
-        let placeholder = Placeholder {
-            ino,
-            name: name.to_owned(),
-            created: SystemTime::now(),
-        };
-        self.placeholders
-            .lock()
-            .insert(key.clone(), placeholder.clone());
+        let ino = ino(name);
+        self.add_placeholder(ino, &key, name);
         let opened = self.open_secret(ino, key, name, write_mode).await?;
-        Ok((self.placeholder_entry(&placeholder), opened))
+        Ok((self.getattr(ino).await?, opened))
     }
 
     pub(super) fn create_scratch(
@@ -399,278 +617,270 @@ impl SecretFs {
         size: u32,
     ) -> Result<Zeroizing<Vec<u8>>, FsError> {
         let file = self.file(fh)?;
-        let state = file.state.lock().await;
-        let content = state.content();
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(content.len());
-        let end = start.saturating_add(size as usize).min(content.len());
-        Ok(Zeroizing::new(content[start..end].to_vec()))
+        match &file.body {
+            Body::Snapshot { data, follow } => {
+                let mut current = data.lock().clone();
+                let at_end = usize::try_from(offset).map_or(true, |o| o >= current.content.len());
+                if *follow && at_end {
+                    if let Some(newer) = self.newer_extension(&file, &current).await {
+                        debug!(
+                            secret = file.name.as_str(),
+                            "the file grew: the handle reads on in the newer version"
+                        );
+                        data.lock().clone_from(&newer);
+                        current = newer;
+                    }
+                }
+                Ok(slice_of(&current.content, offset, size))
+            }
+            Body::Write(shared) => Ok(slice_of(&shared.state.lock().await.content, offset, size)),
+            Body::Scratch(scratch) => Ok(slice_of(&scratch.content.lock(), offset, size)),
+        }
     }
 
-    /// Write into the handle's buffer. Refuses (EFBIG) a write that would make the value longer
-    /// than the service allows; the handle then never commits, so the old value stays.
+    /// A committed version newer than `current` that starts with all of `current`'s bytes
+    /// (the file grew), for a handle that has read to its end.
+    async fn newer_extension(
+        &self,
+        file: &OpenFile,
+        current: &SecretData,
+    ) -> Option<Arc<SecretData>> {
+        let (key, name) = self.node(file.ino).ok()?;
+        let NodeKey::Secret(key) = key else {
+            return None;
+        };
+        if self.placeholders.lock().contains_key(&key) {
+            return None;
+        }
+        let latest = self.load_secret(&name).await.ok()?.value?;
+        let grew = latest.enabled
+            && latest.version != current.version
+            && latest.content.len() > current.content.len()
+            && latest.content.starts_with(&current.content);
+        grew.then_some(latest)
+    }
+
+    /// Write into the file's pending content. Refuses (EFBIG) a write that would make the value
+    /// longer than the service allows; the pending content then never commits, so the old
+    /// value stays.
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
         let file = self.file(fh)?;
         if !file.writable {
             return Err(FsError::BadHandle { fh });
         }
-        let mut state = file.state.lock().await;
-        let encoding = state.encoding();
-        let current_len = state.content().len();
-        let start = if file.append {
-            current_len
-        } else {
-            usize::try_from(offset).unwrap_or(usize::MAX)
+        let written = u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument {
+            name: file.name.clone(),
+            reason: "write larger than 4 GiB".into(),
+        })?;
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        let shared = match &file.body {
+            Body::Write(shared) => shared,
+            Body::Scratch(scratch) => {
+                let mut content = scratch.content.lock();
+                let start = if file.append { content.len() } else { offset };
+                let Some(candidate) = written_copy(&content, start, data, MAX_SCRATCH_BYTES) else {
+                    return Err(FsError::TooLarge {
+                        name: file.name.clone(),
+                    });
+                };
+                *content = candidate;
+                *scratch.modified.lock() = SystemTime::now();
+                drop(content);
+                self.warn_once_in_memory(&file.name);
+                return Ok(written);
+            }
+            Body::Snapshot { .. } => return Err(FsError::BadHandle { fh }),
         };
-        let end = start.saturating_add(data.len());
-        let too_large = |state: &mut FileState| {
+        let mut state = shared.state.lock().await;
+        let start = if file.append {
+            state.content.len()
+        } else {
+            offset
+        };
+        let candidate = written_copy(&state.content, start, data, MAX_CONTENT_BYTES)
+            .filter(|candidate| content::fits(candidate, state.encoding()));
+        let Some(candidate) = candidate else {
             state.poisoned = true;
             warn!(
                 secret = file.name.as_str(),
                 "write refused: the value would exceed 25,600 characters (binary: 19,200 bytes); \
                  the secret keeps its old value"
             );
-            FsError::TooLarge {
+            return Err(FsError::TooLarge {
                 name: file.name.clone(),
-            }
+            });
         };
-        if file.scratch.is_some() {
-            if end > MAX_SCRATCH_BYTES {
-                return Err(FsError::TooLarge {
-                    name: file.name.clone(),
-                });
-            }
-        } else if end > MAX_CONTENT_BYTES {
-            return Err(too_large(&mut state));
-        }
-        // Check on a copy first: a refused write must not change the buffer.
-        let mut candidate = resized_copy(state.content(), current_len.max(end));
-        candidate[start..end].copy_from_slice(data);
-        if file.scratch.is_none() && !content::fits(&candidate, encoding) {
-            return Err(too_large(&mut state));
-        }
-        let new_len = candidate.len() as u64;
-        state.buffer = Some(candidate);
+        shared.size.store(candidate.len() as u64, Ordering::SeqCst);
+        state.content = candidate;
         state.dirty = true;
         state.emptied_at_open = false;
         state.failed = None;
-        *file.dirty_size.lock() = Some(new_len);
-        u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument {
-            name: file.name.clone(),
-            reason: "write larger than 4 GiB".into(),
-        })
+        state.writers.insert(fh);
+        Ok(written)
     }
 
-    /// Commit the handle's changes, if any (close and `fsync`).
+    /// A name Key Vault cannot hold was written: say once that it lives in memory only.
+    fn warn_once_in_memory(&self, name: &str) {
+        if self.warned_in_memory.lock().insert(name.to_owned()) {
+            warn!(
+                name,
+                "{name:?} is kept in memory on this mount only and is gone after unmount: \
+                 Key Vault names allow only letters, digits and '-' (names starting with '.', \
+                 ending with '~' and editors' temporary names are scratch files)"
+            );
+        }
+    }
+
+    /// Cut or zero-extend the file behind a writable handle (`ftruncate`).
+    pub(super) async fn truncate_handle(&self, file: &OpenFile, size: u64) -> Result<(), FsError> {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        let shared = match &file.body {
+            Body::Write(shared) => shared,
+            Body::Scratch(scratch) => {
+                if size > MAX_SCRATCH_BYTES {
+                    return Err(FsError::TooLarge {
+                        name: file.name.clone(),
+                    });
+                }
+                let mut content = scratch.content.lock();
+                *content = resized_copy(&content, size);
+                *scratch.modified.lock() = SystemTime::now();
+                return Ok(());
+            }
+            Body::Snapshot { .. } => {
+                return Err(FsError::BadHandle { fh: file.fh });
+            }
+        };
+        let mut state = shared.state.lock().await;
+        if size == state.content.len() {
+            return Ok(());
+        }
+        let truncated = resized_copy(&state.content, size.min(MAX_CONTENT_BYTES + 1));
+        if size > MAX_CONTENT_BYTES || !content::fits(&truncated, state.encoding()) {
+            return Err(FsError::TooLarge {
+                name: file.name.clone(),
+            });
+        }
+        shared.size.store(size as u64, Ordering::SeqCst);
+        state.content = truncated;
+        state.dirty = true;
+        state.emptied_at_open = false;
+        state.failed = None;
+        state.writers.insert(file.fh);
+        Ok(())
+    }
+
+    /// `close` of a descriptor by a process that did not say who it is: as from the opener.
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
+        self.flush_by(fh, 0).await
+    }
+
+    /// `close` of a descriptor by thread `pid`. Commits only when that is the process that
+    /// opened the handle (not a child holding a copy) and it is not being killed.
+    pub async fn flush_by(&self, fh: u64, pid: u32) -> Result<(), FsError> {
         let file = self.file(fh)?;
-        let mut state = file.state.lock().await;
+        let Body::Write(shared) = &file.body else {
+            return Ok(());
+        };
+        if let (Some(opener), Some(closer)) = (file.opener, process::thread_group(pid)) {
+            if opener != closer {
+                debug!(
+                    secret = file.name.as_str(),
+                    pid, "close of a copy of the descriptor by another process: no commit"
+                );
+                return Ok(());
+            }
+        }
+        let mut state = shared.state.lock().await;
+        if process::killed_by_signal(pid) {
+            if state.writers.remove(&fh) {
+                warn!(
+                    secret = file.name.as_str(),
+                    pid, "the writer was killed by a signal: its unsaved changes are not committed"
+                );
+            }
+            return Ok(());
+        }
         if state.emptied_at_open {
             // Nothing written yet after `O_TRUNC`: the data (or the release of `: > NAME`)
             // commits, as one version.
             return Ok(());
         }
-        self.commit(&file, &mut state).await
+        self.commit(&file, shared, &mut state).await
     }
 
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         let file = self.file(fh)?;
-        let mut state = file.state.lock().await;
-        self.commit(&file, &mut state).await
+        let Body::Write(shared) = &file.body else {
+            return Ok(());
+        };
+        let mut state = shared.state.lock().await;
+        state.writers.insert(fh);
+        self.commit(&file, shared, &mut state).await
     }
 
-    /// Commit what is left and forget the handle.
+    /// The last close of a handle: commit what it changed and nobody committed yet, and forget
+    /// it. With the last writable handle of a file, its pending content ends.
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
         let file = self.file(fh)?;
-        let result = {
-            let mut state = file.state.lock().await;
-            let result = self.commit(&file, &mut state).await;
-            // Whatever happened, this handle's changes end here.
-            state.dirty = false;
-            result
+        let result = match &file.body {
+            Body::Write(shared) => {
+                let result = {
+                    let mut state = shared.state.lock().await;
+                    let result = if state.writers.contains(&fh) {
+                        self.commit(&file, shared, &mut state).await
+                    } else {
+                        state.failure()
+                    };
+                    state.writers.remove(&fh);
+                    result
+                };
+                self.leave_shared_write(&file, shared);
+                result
+            }
+            Body::Snapshot { .. } | Body::Scratch(_) => Ok(()),
         };
         self.files.lock().remove(&fh);
         result
     }
 
-    /// Commit every handle with uncommitted changes (before unmounting). Answers how many
+    fn leave_shared_write(&self, file: &OpenFile, shared: &Arc<SharedWrite>) {
+        let mut writes = self.writes.lock();
+        if shared.handles.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        if writes
+            .get(&file.ino)
+            .is_some_and(|current| Arc::ptr_eq(current, shared))
+        {
+            writes.remove(&file.ino);
+        }
+        drop(writes);
+        if let Ok(state) = shared.state.try_lock() {
+            if state.dirty && !state.poisoned {
+                info!(
+                    secret = file.name.as_str(),
+                    "last handle closed: changes made only by killed writers are dropped"
+                );
+            }
+        }
+        // Attributes go back to the committed value.
+        self.inval_inode(file.ino);
+    }
+
+    /// Commit every file with uncommitted changes (before unmounting). Answers how many
     /// commits failed; each failure is logged.
     pub async fn commit_pending(&self) -> usize {
         let files: Vec<Arc<OpenFile>> = self.files.lock().values().cloned().collect();
         let mut failures = 0;
         for file in files {
-            let mut state = file.state.lock().await;
-            if self.commit(&file, &mut state).await.is_err() {
-                failures += 1;
+            if let Body::Write(shared) = &file.body {
+                let mut state = shared.state.lock().await;
+                if self.commit(&file, shared, &mut state).await.is_err() {
+                    failures += 1;
+                }
             }
         }
         failures
-    }
-
-    pub(super) async fn commit(
-        &self,
-        file: &OpenFile,
-        state: &mut FileState,
-    ) -> Result<(), FsError> {
-        if state.poisoned {
-            return Err(FsError::TooLarge {
-                name: file.name.clone(),
-            });
-        }
-        state.emptied_at_open = false;
-        if !state.dirty {
-            return match &state.failed {
-                Some(error) => Err(error.clone()),
-                None => Ok(()),
-            };
-        }
-        if file.unlinked.load(Ordering::SeqCst) {
-            debug!(
-                secret = file.name.as_str(),
-                "discarding writes to a removed file"
-            );
-            state.dirty = false;
-            *file.dirty_size.lock() = None;
-            return Ok(());
-        }
-        if let Some(scratch) = &file.scratch {
-            *scratch.content.lock() = Zeroizing::new(state.content().to_vec());
-            *scratch.modified.lock() = SystemTime::now();
-            state.dirty = false;
-            *file.dirty_size.lock() = None;
-            return Ok(());
-        }
-        let content = Zeroizing::new(state.content().to_vec());
-        let base = state.base.clone();
-        match self
-            .store_value(file.ino, &file.name, base.as_ref(), content)
-            .await
-        {
-            Ok(data) => {
-                let version = data.as_ref().and_then(|d| d.version.clone());
-                state.base = data;
-                state.buffer = None;
-                state.dirty = false;
-                state.failed = None;
-                *file.dirty_size.lock() = None;
-                file.version.lock().clone_from(&version);
-                Ok(())
-            }
-            Err(error @ FsError::TooLarge { .. }) => {
-                state.poisoned = true;
-                Err(error)
-            }
-            Err(error) => {
-                state.dirty = false;
-                state.failed = Some(error.clone());
-                *file.dirty_size.lock() = None;
-                Err(error)
-            }
-        }
-    }
-
-    /// Set `content` as the new value of the secret behind `ino` (one set call), keeping the
-    /// base version's encoding, tags, content type and attributes; then make every reader on
-    /// this mount see it.
-    pub(super) async fn store_value(
-        &self,
-        ino: u64,
-        asked_name: &str,
-        base: Option<&Arc<SecretData>>,
-        content: Zeroizing<Vec<u8>>,
-    ) -> Result<Option<Arc<SecretData>>, FsError> {
-        let name = base.map_or(asked_name, |b| b.name.as_str());
-        let key = name.to_ascii_lowercase();
-        let encoding = content::encoding_for(&content, base.map_or(Encoding::Text, |b| b.encoding));
-        if !content::fits(&content, encoding) {
-            warn!(
-                secret = name,
-                "set refused: the value is beyond 25,600 characters"
-            );
-            return Err(FsError::TooLarge {
-                name: name.to_owned(),
-            });
-        }
-        let parameters = SecretSetParameters {
-            value: content::encode(&content, encoding),
-            tags: content::tags_for(base.and_then(|b| b.tags.as_ref()), encoding),
-            content_type: base.and_then(|b| b.content_type.clone()),
-            attributes: base.map(|b| SecretAttributes {
-                enabled: b.attributes.enabled,
-                nbf: b.attributes.nbf,
-                exp: b.attributes.exp,
-                ..SecretAttributes::default()
-            }),
-        };
-        let bundle = self.set_secret(name, parameters).await?;
-        let mut data = SecretData::from_bundle(bundle, name);
-        // What we wrote is what readers must see, whatever the response carried.
-        data.content = content;
-        data.encoding = encoding;
-        let data = self.values.insert(&key, Some(data));
-        let version = data.as_ref().and_then(|d| d.version.clone());
-        info!(
-            secret = name,
-            version = version.as_deref().unwrap_or("?"),
-            "secret set"
-        );
-        if base.is_none() {
-            self.placeholders.lock().remove(&key);
-            self.listings.invalidate(ALL_SECRETS);
-        }
-        self.shadowed.lock().remove(&key);
-        self.listings.invalidate(&versions_key(&key));
-        // The kernel may cache the new content from now on; drop the old pages.
-        if let Some(node) = self.inodes.lock().get_mut(ino) {
-            node.kernel_version = version;
-        }
-        self.inval_inode(ino);
-        Ok(data)
-    }
-
-    /// `set_secret`, applying the deleted-but-recoverable policy.
-    pub(super) async fn set_secret(
-        &self,
-        name: &str,
-        parameters: SecretSetParameters,
-    ) -> Result<SecretBundle, FsError> {
-        let log_failure = |error: &VaultError| {
-            warn!(secret = name, %error, "could not set secret; it keeps its old value");
-        };
-        match self.store.set_secret(name, parameters.clone()).await {
-            Ok(bundle) => Ok(bundle),
-            Err(VaultError::DeletedButRecoverable { .. }) => {
-                match self.config.on_deleted_conflict {
-                    DeletedConflictPolicy::Fail => {
-                        log_deleted_conflict(name);
-                        Err(FsError::Exists {
-                            name: name.to_owned(),
-                            reason: "it is deleted but recoverable".into(),
-                        })
-                    }
-                    DeletedConflictPolicy::Recover => {
-                        info!(
-                        secret = name,
-                        "secret is deleted but recoverable; recovering it before setting the new value"
-                    );
-                        self.store
-                            .recover_deleted_secret(name)
-                            .await
-                            .inspect_err(log_failure)?;
-                        self.listings.invalidate(DELETED_SECRETS);
-                        Ok(self
-                            .store
-                            .set_secret(name, parameters)
-                            .await
-                            .inspect_err(log_failure)?)
-                    }
-                }
-            }
-            Err(error) => {
-                log_failure(&error);
-                Err(error.into())
-            }
-        }
     }
 }

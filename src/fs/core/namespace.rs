@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
@@ -43,46 +42,59 @@ impl SecretFs {
                 name: name.to_owned(),
             });
         }
+        let ino = self.inodes.lock().lookup(&NodeKey::Secret(key.clone()));
         if self.placeholders.lock().remove(&key).is_some() {
             debug!(
                 secret = name,
                 "removed a placeholder that never reached the vault"
             );
+            self.mark_unlinked(ino);
             return Ok(());
         }
+        // Opening the name meanwhile answers EBUSY: a write must not be acknowledged and
+        // then dropped with the deleted file.
+        self.deleting.lock().insert(key.clone());
+        let deleted = self.delete_from_vault(name, &key).await;
+        self.deleting.lock().remove(&key);
+        deleted?;
+        self.mark_unlinked(ino);
+        Ok(())
+    }
+
+    /// What is still written through handles open on a removed file goes nowhere.
+    fn mark_unlinked(&self, ino: Option<u64>) {
+        let shared = ino.and_then(|ino| self.writes.lock().get(&ino).cloned());
+        if let Some(shared) = shared {
+            shared.unlinked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Delete `name` in the vault, polled to completion, and forget what was cached of it.
+    async fn delete_from_vault(&self, name: &str, key: &str) -> Result<(), FsError> {
         let spelled = {
             let inodes = self.inodes.lock();
             inodes
-                .lookup(&NodeKey::Secret(key.clone()))
+                .lookup(&NodeKey::Secret(key.to_owned()))
                 .and_then(|ino| inodes.get(ino).map(|n| n.name.clone()))
                 .unwrap_or_else(|| name.to_owned())
         };
-        match self.store.delete_secret(&spelled).await {
-            Ok(_) => {}
-            Err(error) => {
-                if !matches!(error, VaultError::NotFound { .. }) {
-                    warn!(secret = name, %error, "could not delete secret");
-                }
-                self.values.invalidate(&key);
-                return Err(error.into());
+        if let Err(error) = self.store.delete_secret(&spelled).await {
+            if !matches!(error, VaultError::NotFound { .. }) {
+                warn!(secret = name, %error, "could not delete secret");
             }
+            self.values.invalidate(key);
+            return Err(error.into());
         }
         info!(secret = name, "secret deleted");
-        self.values.insert(&key, None);
+        self.values.insert(key, None);
         self.listings.invalidate(ALL_SECRETS);
         self.listings.invalidate(DELETED_SECRETS);
-        self.listings.invalidate(&versions_key(&key));
-        let ino = {
+        self.listings.invalidate(&versions_key(key));
+        {
             let mut inodes = self.inodes.lock();
-            let ino = inodes.lookup(&NodeKey::Secret(key));
+            let ino = inodes.lookup(&NodeKey::Secret(key.to_owned()));
             if let Some(node) = ino.and_then(|ino| inodes.get_mut(ino)) {
                 node.kernel_version = None;
-            }
-            ino
-        };
-        if let Some(ino) = ino {
-            for file in self.files.lock().values().filter(|f| f.ino == ino) {
-                file.unlinked.store(true, Ordering::SeqCst);
             }
         }
         // Other spellings of the name may still be cached by the kernel.
@@ -192,22 +204,14 @@ impl SecretFs {
                     let key = name.to_ascii_lowercase();
                     let placeholder = self.placeholders.lock().remove(&key);
                     match placeholder {
-                        // Nothing in the vault yet: the placeholder just changes name.
-                        Some(_) => {
-                            let new_key = new_name.to_ascii_lowercase();
-                            let ino = self
-                                .inodes
-                                .lock()
-                                .ino_for(NodeKey::Secret(new_key.clone()), new_name);
-                            self.placeholders.lock().insert(
-                                new_key,
-                                Placeholder {
-                                    ino,
-                                    name: new_name.to_owned(),
-                                    created: SystemTime::now(),
-                                },
-                            );
-                            Ok(())
+                        Some(placeholder) => {
+                            let renamed = self
+                                .rename_placeholder(&placeholder, new_name, no_replace)
+                                .await;
+                            if renamed.is_err() {
+                                self.placeholders.lock().insert(key, placeholder);
+                            }
+                            renamed
                         }
                         None => self.rename_secret(name, new_name, no_replace).await,
                     }
@@ -218,6 +222,64 @@ impl SecretFs {
                 reason: "only secrets and deleted secrets can be renamed".into(),
             }),
         }
+    }
+
+    /// A file created on this mount and not in the vault yet, renamed. Over an existing
+    /// secret it becomes that secret's new value (one set: what its writers wrote so far,
+    /// else empty, as `mv` of an empty file gives on a disk); else it just changes name.
+    async fn rename_placeholder(
+        &self,
+        placeholder: &Placeholder,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
+        if let Some(reason) = secret_name_problem(new_name) {
+            return Err(FsError::InvalidName {
+                name: new_name.to_owned(),
+                reason,
+            });
+        }
+        let new_key = new_name.to_ascii_lowercase();
+        let target_is_placeholder = self.placeholders.lock().contains_key(&new_key);
+        let target = match target_is_placeholder {
+            true => None,
+            false => self.load_secret(new_name).await?.value,
+        };
+        if no_replace && (target.is_some() || target_is_placeholder) {
+            return Err(FsError::Exists {
+                name: new_name.to_owned(),
+                reason: "the target exists".into(),
+            });
+        }
+        let Some(target) = target else {
+            self.placeholders.lock().remove(&new_key);
+            self.add_placeholder(placeholder.ino, &new_key, new_name);
+            return Ok(());
+        };
+        if !target.enabled {
+            return Err(FsError::AccessDenied {
+                name: new_name.to_owned(),
+                reason: "the secret is disabled".into(),
+            });
+        }
+        let shared = self.writes.lock().get(&placeholder.ino).cloned();
+        let mut pending = match &shared {
+            Some(shared) => Some(shared.state.lock().await),
+            None => None,
+        };
+        let content = Zeroizing::new(
+            pending
+                .as_ref()
+                .map(|state| state.content.to_vec())
+                .unwrap_or_default(),
+        );
+        let data = self
+            .store_value(placeholder.ino, &target.name, Some(&target), content)
+            .await?;
+        if let Some(state) = pending.as_mut() {
+            state.committed(data);
+        }
+        Ok(())
     }
 
     /// Scratch to scratch: memory only.
@@ -411,23 +473,46 @@ impl SecretFs {
                 reason: "the target exists".into(),
             });
         }
+        // A handle with unsaved writes follows its file: they are the value b gets.
+        let source_ino = self
+            .inodes
+            .lock()
+            .lookup(&NodeKey::Secret(name.to_ascii_lowercase()));
+        let shared = source_ino.and_then(|ino| self.writes.lock().get(&ino).cloned());
+        let mut pending = match &shared {
+            Some(shared) => Some(shared.state.lock().await),
+            None => None,
+        };
+        let content = Zeroizing::new(
+            pending
+                .as_ref()
+                .and_then(|state| state.uncommitted())
+                .unwrap_or(&source.content[..])
+                .to_vec(),
+        );
+        let encoding = content::encoding_for(&content, source.encoding);
         let parameters = SecretSetParameters {
-            value: content::encode(&source.content, source.encoding),
-            tags: source.tags.clone(),
+            value: content::encode(&content, encoding),
+            tags: content::tags_for(source.tags.as_ref(), encoding),
             content_type: source.content_type.clone(),
             attributes: None,
         };
         let bundle = self.set_secret(new_name, parameters).await?;
         let new_key = new_name.to_ascii_lowercase();
         let mut data = SecretData::from_bundle(bundle, new_name);
-        data.content = Zeroizing::new(source.content.to_vec());
-        data.encoding = source.encoding;
-        self.values.insert(&new_key, Some(data));
+        data.content = content;
+        data.encoding = encoding;
+        let data = self.values.insert(&new_key, Some(data));
+        if let Some(state) = pending.as_mut() {
+            state.committed(data);
+        }
+        drop(pending);
         self.placeholders.lock().remove(&new_key);
         let new_ino = self.inodes.lock().lookup(&NodeKey::Secret(new_key));
         if let Some(ino) = new_ino {
             self.inval_inode(ino);
         }
-        self.unlink(ROOT_INO, name).await
+        self.delete_from_vault(name, &name.to_ascii_lowercase())
+            .await
     }
 }

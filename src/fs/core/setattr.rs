@@ -55,35 +55,4 @@ impl SecretFs {
         }
         self.getattr(ino).await
     }
-
-    pub(super) async fn truncate_handle(&self, file: &OpenFile, size: u64) -> Result<(), FsError> {
-        let mut state = file.state.lock().await;
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size == state.content().len() && state.buffer.is_some() {
-            return Ok(());
-        }
-        let limit = if file.scratch.is_some() {
-            MAX_SCRATCH_BYTES
-        } else {
-            MAX_CONTENT_BYTES
-        };
-        if size > limit {
-            return Err(FsError::TooLarge {
-                name: file.name.clone(),
-            });
-        }
-        let encoding = state.encoding();
-        let truncated = resized_copy(state.content(), size);
-        if file.scratch.is_none() && !content::fits(&truncated, encoding) {
-            return Err(FsError::TooLarge {
-                name: file.name.clone(),
-            });
-        }
-        state.buffer = Some(truncated);
-        state.dirty = true;
-        state.emptied_at_open = false;
-        state.failed = None;
-        *file.dirty_size.lock() = Some(size as u64);
-        Ok(())
-    }
 }
