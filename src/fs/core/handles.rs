@@ -361,7 +361,8 @@ impl SecretFs {
         let fh = self.register_file(ino, name, mode, |_| Body::Write(shared.clone()));
         if mode.truncate {
             let mut state = shared.state.lock().await;
-            if !state.content.is_empty() || state.base.as_ref().is_some_and(|b| b.content.len() > 0)
+            if !state.content.is_empty()
+                || state.base.as_ref().is_some_and(|b| !b.content.is_empty())
             {
                 state.content = Zeroizing::new(Vec::new());
                 state.dirty = true;
