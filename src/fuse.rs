@@ -250,11 +250,12 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = self.fs.clone();
+        let pid = req.pid();
         self.dispatch(
             "getattr",
-            async move { fs.getattr(ino.0).await },
+            async move { fs.getattr_as(ino.0, fh.map(|fh| fh.0), pid).await },
             move |result| match result {
                 Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
                 Err(errno) => reply.error(errno),

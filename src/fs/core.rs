@@ -354,12 +354,39 @@ impl SecretFs {
             .map(|shared| shared.size.load(Ordering::SeqCst))
     }
 
-    /// Attributes describe what a writer sees while the file is open for writing (its `fstat`
-    /// and `SEEK_END` see its writes, as on a local disk; TTL 0), else the committed value.
-    /// Readers are not misled: secret files use direct I/O and each handle reads its version.
-    fn secret_entry(&self, ino: u64, data: &SecretData, valid_for: Duration) -> Entry {
+    /// Whether the caller of a request on `ino` writes it: the request names one of its
+    /// writable handles, or comes from a process that opened one.
+    fn is_writer(&self, ino: u64, fh: Option<u64>, pid: u32) -> bool {
+        let openers: Vec<u32> = {
+            let files = self.files.lock();
+            if fh.is_some_and(|fh| files.get(&fh).is_some_and(|f| f.ino == ino && f.writable)) {
+                return true;
+            }
+            files
+                .values()
+                .filter(|f| f.ino == ino && f.writable)
+                .filter_map(|f| f.opener())
+                .collect()
+        };
+        !openers.is_empty()
+            && crate::fs::process::thread_group(pid).is_some_and(|tgid| openers.contains(&tgid))
+    }
+
+    /// Attributes of a secret file. A writer sees its pending content (its `fstat` and
+    /// `SEEK_END` see its writes, as on a local disk); everybody else sees the committed value
+    /// until the commit (`tail -f` must not take a rewrite in progress for a truncation). The
+    /// kernel keeps none of it while the file is open for writing (TTL 0).
+    fn secret_entry(
+        &self,
+        ino: u64,
+        data: &SecretData,
+        valid_for: Duration,
+        writer_view: bool,
+    ) -> Entry {
         let pending = self.pending_size(ino);
-        let size = pending.unwrap_or(data.content.len() as u64);
+        let size = pending
+            .filter(|_| writer_view)
+            .unwrap_or(data.content.len() as u64);
         Entry {
             attr: self.file_attr(ino, size, self.secret_perm(data.enabled), &data.attributes),
             ttl: if pending.is_some() {
@@ -370,9 +397,12 @@ impl SecretFs {
         }
     }
 
-    fn placeholder_entry(&self, placeholder: &Placeholder) -> Entry {
-        // Nothing committed yet; writers may have written.
-        let size = self.pending_size(placeholder.ino).unwrap_or(0);
+    fn placeholder_entry(&self, placeholder: &Placeholder, writer_view: bool) -> Entry {
+        // Nothing committed yet; writers see what they wrote.
+        let size = self
+            .pending_size(placeholder.ino)
+            .filter(|_| writer_view)
+            .unwrap_or(0);
         let mut attr = self.file_attr(
             placeholder.ino,
             size,

@@ -144,6 +144,13 @@ pub(super) struct OpenFile {
     pub(super) body: Body,
 }
 
+impl OpenFile {
+    /// Thread group of the process that opened a writable handle, when known.
+    pub(super) fn opener(&self) -> Option<u32> {
+        self.opener
+    }
+}
+
 /// `content` cut or zero-extended to `size`, in a fresh allocation of exactly that size: growing
 /// a buffer in place could reallocate and leave a copy of the secret in freed memory, which
 /// `Zeroizing` never sees.
@@ -513,7 +520,7 @@ impl SecretFs {
                 ..write_mode
             };
             let opened = self.open_secret(ino, key, name, truncating).await?;
-            return Ok((self.getattr(ino).await?, opened));
+            return Ok((self.getattr_as(ino, Some(opened.fh), 0).await?, opened));
         }
         let existing_placeholder = self.placeholders.lock().get(&key).cloned();
         if mode.exclusive && existing_placeholder.is_none() {
@@ -535,7 +542,7 @@ impl SecretFs {
             }
             let ino = ino(name);
             let opened = self.open_secret(ino, key, name, write_mode).await?;
-            return Ok((self.getattr(ino).await?, opened));
+            return Ok((self.getattr_as(ino, Some(opened.fh), 0).await?, opened));
         }
         if self.config.on_deleted_conflict == DeletedConflictPolicy::Fail {
             // The shell ignores close() errors: tell at create time, not at commit.
@@ -556,7 +563,7 @@ impl SecretFs {
         let ino = ino(name);
         self.add_placeholder(ino, &key, name);
         let opened = self.open_secret(ino, key, name, write_mode).await?;
-        Ok((self.getattr(ino).await?, opened))
+        Ok((self.getattr_as(ino, Some(opened.fh), 0).await?, opened))
     }
 
     pub(super) fn create_scratch(

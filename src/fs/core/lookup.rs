@@ -29,7 +29,7 @@ impl SecretFs {
                 _ if self.shadowed.lock().contains(&name.to_ascii_lowercase()) => Err(not_found()),
                 _ => {
                     self.prefetch_if_listing_sizes(name);
-                    self.secret_entry_by_name(name).await
+                    self.secret_entry_by_name(name, false).await
                 }
             },
             NodeKey::VersionsDir => {
@@ -184,7 +184,11 @@ impl SecretFs {
         );
     }
 
-    pub(super) async fn secret_entry_by_name(&self, name: &str) -> Result<Entry, FsError> {
+    pub(super) async fn secret_entry_by_name(
+        &self,
+        name: &str,
+        writer_view: bool,
+    ) -> Result<Entry, FsError> {
         let key = name.to_ascii_lowercase();
         let placeholder = self.placeholders.lock().get(&key).cloned();
         if let Some(placeholder) = placeholder {
@@ -196,7 +200,7 @@ impl SecretFs {
                 .elapsed()
                 .map_or(true, |age| age < self.config.negative_ttl);
             if in_use || recent || self.load_secret(name).await?.value.is_none() {
-                return Ok(self.placeholder_entry(&placeholder));
+                return Ok(self.placeholder_entry(&placeholder, writer_view));
             }
             self.placeholders.lock().remove(&key);
         }
@@ -205,17 +209,27 @@ impl SecretFs {
             name: name.to_owned(),
         })?;
         let ino = self.inodes.lock().ino_for(NodeKey::Secret(key), &data.name);
-        Ok(self.secret_entry(ino, &data, fetched.valid_for))
+        Ok(self.secret_entry(ino, &data, fetched.valid_for, writer_view))
     }
 
+    /// Attributes as a reader sees them (the committed value).
     pub async fn getattr(&self, ino: u64) -> Result<Entry, FsError> {
+        self.getattr_as(ino, None, 0).await
+    }
+
+    /// Attributes for the caller: thread `pid`, through handle `fh` when it names one (a
+    /// writer sees its pending content).
+    pub async fn getattr_as(&self, ino: u64, fh: Option<u64>, pid: u32) -> Result<Entry, FsError> {
         let (key, name) = self.node(ino)?;
         match key {
             NodeKey::Root => Ok(self.dir_entry(ROOT_INO, true)),
             NodeKey::VersionsDir => Ok(self.dir_entry(VERSIONS_DIR_INO, false)),
             NodeKey::DeletedDir => Ok(self.dir_entry(DELETED_DIR_INO, true)),
             NodeKey::VersionsOf(_) => Ok(self.dir_entry(ino, false)),
-            NodeKey::Secret(_) => self.secret_entry_by_name(&name).await,
+            NodeKey::Secret(_) => {
+                let writer_view = self.pending_size(ino).is_some() && self.is_writer(ino, fh, pid);
+                self.secret_entry_by_name(&name, writer_view).await
+            }
             NodeKey::Scratch(scratch_name) => {
                 let scratch = self.scratch.lock().get(&scratch_name).cloned();
                 scratch

@@ -53,6 +53,6 @@ impl SecretFs {
                 released?;
             }
         }
-        self.getattr(ino).await
+        self.getattr_as(ino, fh, 0).await
     }
 }
