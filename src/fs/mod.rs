@@ -11,13 +11,15 @@
 //!   once lookups walk a fresh listing in its order (three in a row, within 5 s of the
 //!   readdir), every following listed value not cached yet is fetched concurrently (16 at a
 //!   time), each exactly once; a few `cat`s after `ls` cost one get each.
-//! - **Writes.** Writes go to a per-handle buffer, committed with one set on the first
-//!   flush/fsync/release after a change; a failed commit fails `close`/`fsync` and is not
-//!   retried. A handle opened with `O_TRUNC` and not written yet does not commit on flush
-//!   (shells flush right after opening for `> NAME`): `printf x > NAME` is one version, and
-//!   `: > NAME` empties the secret at release. A write that would pass 25,600 stored characters fails with EFBIG and the handle
-//!   never commits (the old value stays). Attributes (`stat`) always describe the committed
-//!   value, so other readers never see a partial one; writers use direct I/O.
+//! - **Writes.** Every writable handle of a file shares one pending content (offsets combine,
+//!   `O_APPEND` appends, a writer's reads, `fstat` and `SEEK_END` see its writes). It is
+//!   committed with one set when the process that opened a handle closes it or calls `fsync`;
+//!   closes by other processes (children holding a copy) do not commit, the last release
+//!   commits what remains, and a process killed by a signal commits nothing (`/proc/PID/stat`).
+//!   A failed commit fails `close`/`fsync` and is not retried. The flush a shell makes right
+//!   after `O_TRUNC` stores nothing; unchanged bytes make no version. A write that would pass
+//!   25,600 stored characters fails with EFBIG and the file never commits (the old value
+//!   stays). See `core/handles.rs`.
 //! - **New names.** A name that is created but never written (`touch new`, `: > new`) is an
 //!   empty placeholder on this mount only: Key Vault never sees names no data was written to
 //!   (so editors' probe files such as vim's `4913` never reach the vault). The first write
@@ -29,10 +31,11 @@
 //!   content type and encoding). Renaming a secret to such a name (vim's backup `NAME~`) hides
 //!   the secret on this mount without deleting it in the vault, until `NAME` is created or
 //!   written again. Other invalid names answer EINVAL (ENAMETOOLONG past 127 characters).
-//! - **Kernel caching.** Entry and attribute TTLs are the cache entry's remaining validity
-//!   (0 while a handle has uncommitted changes). The page cache is kept across opens only
-//!   while every open handle reads the same committed version; when a refresh or a write sees
-//!   a new version, the kernel's pages and attributes for the inode are invalidated.
+//! - **Reads and kernel caching.** A read-only handle reads the version it opened, to its
+//!   end (direct I/O: the page cache is per inode and would mix versions); at its end it moves
+//!   on only to a newer version that extends it (`tail -f`). Entry and attribute TTLs are the
+//!   cache entry's remaining validity (0 while the file is open for writing); when a refresh or
+//!   a write sees a new version, the kernel's attributes for the inode are invalidated.
 //! - **Deleted names.** Writing a deleted-but-recoverable name recovers it first (history
 //!   kept) with `--on-deleted-conflict recover`; with `fail`, creating it answers EEXIST (one
 //!   get-deleted call at create time) and logs how to recover or purge.
