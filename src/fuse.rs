@@ -230,6 +230,9 @@ impl Filesystem for FuseAdapter {
         // `system.posix_acl_access` on every `ls -l` of every file. Permission checks stay the
         // same: there are no ACLs, so the kernel checks the modes (default_permissions).
         let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL);
+        // Secret files use direct I/O (each handle reads its own version); programs that map
+        // files (mmap) must still be able to read them.
+        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         // Readahead and other background requests: allow many in flight (default 16).
         let _ = config.set_max_background(64);
         Ok(())

@@ -69,6 +69,17 @@ print(len(data), sorted(set(data.decode())))
 }
 
 #[test]
+fn secrets_can_be_mapped_into_memory() {
+    let m = LocalMount::start(&[]);
+    m.other_set("mapped", "read through mmap");
+    let out = py(
+        &m,
+        "import mmap\nwith open('mapped', 'rb') as f:\n    print(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)[:].decode())",
+    );
+    assert_eq!(out.trim(), "read through mmap");
+}
+
+#[test]
 fn tail_f_and_stat_see_a_commit_while_the_file_is_held_open() {
     let m = LocalMount::start(&[]);
     let dir = &m.mountpoint;
