@@ -65,7 +65,11 @@ impl LocalMount {
             .arg(&mountpoint)
             .arg("--data")
             .arg(&data)
-            .args(["--deletion-delay", "300ms"])
+            .args(if extra.contains(&"--deletion-delay") {
+                &[][..]
+            } else {
+                &["--deletion-delay", "300ms"][..]
+            })
             .args(extra)
             .env("AKVFS_LOG", log_filter)
             .stdin(Stdio::null())
