@@ -298,14 +298,7 @@ impl SecretFs {
         if mode.write || mode.truncate {
             self.check_writable(name)?;
         }
-        let file = self
-            .scratch
-            .lock()
-            .get(name)
-            .cloned()
-            .ok_or(FsError::NotFound {
-                name: name.to_owned(),
-            })?;
+        let file = self.scratch_file(name)?;
         if mode.truncate && mode.write {
             *file.content.lock() = Zeroizing::new(Vec::new());
             *file.modified.lock() = SystemTime::now();
@@ -592,15 +585,16 @@ impl SecretFs {
                 ..mode
             },
         )?;
-        let file = self
-            .scratch
-            .lock()
-            .get(name)
-            .cloned()
-            .ok_or(FsError::NotFound {
-                name: name.to_owned(),
-            })?;
+        let file = self.scratch_file(name)?;
         Ok((self.scratch_entry(&file), opened))
+    }
+
+    /// The scratch file named exactly `name`.
+    pub(super) fn scratch_file(&self, name: &str) -> Result<Arc<ScratchFile>, FsError> {
+        let file = self.scratch.lock().get(name).cloned();
+        file.ok_or(FsError::NotFound {
+            name: name.to_owned(),
+        })
     }
 
     pub(super) fn insert_scratch(&self, name: &str, content: Zeroizing<Vec<u8>>) {
