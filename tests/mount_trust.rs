@@ -276,7 +276,11 @@ except OSError as e:
     match out.trim() {
         "written" => {
             std::thread::sleep(Duration::from_millis(500));
-            assert_eq!(m.other_get(name), "after-rm", "the write was kept ({flags})");
+            assert_eq!(
+                m.other_get(name),
+                "after-rm",
+                "the write was kept ({flags})"
+            );
             assert!(!m.log_text().contains("discarding writes"));
         }
         "open refused 16" => assert!(took < Duration::from_secs(2), "EBUSY at once: {took:?}"),

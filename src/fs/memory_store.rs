@@ -122,6 +122,21 @@ impl MemoryStore {
         Some((latest.value.expose().to_owned(), latest.tags.clone()))
     }
 
+    /// Every value `name` ever held, oldest first.
+    pub fn values_of(&self, name: &str) -> Vec<String> {
+        let secrets = self.secrets.lock();
+        secrets
+            .get(&name.to_ascii_lowercase())
+            .map(|secret| {
+                secret
+                    .versions
+                    .iter()
+                    .map(|v| v.value.expose().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn version_count(&self, name: &str) -> usize {
         self.secrets
             .lock()

@@ -35,19 +35,6 @@ impl SecretFs {
             state.committed(base);
             return Ok(());
         }
-        if state
-            .base
-            .as_ref()
-            .is_some_and(|base| base.content[..] == *content)
-        {
-            debug!(
-                secret = file.name.as_str(),
-                "the value is unchanged: no new version"
-            );
-            let base = state.base.clone();
-            state.committed(base);
-            return Ok(());
-        }
         let content = Zeroizing::new(content.to_vec());
         // The handle follows its file: after `mv a b` it commits to b.
         let name = self
@@ -95,6 +82,11 @@ impl SecretFs {
             return Err(FsError::TooLarge {
                 name: name.to_owned(),
             });
+        }
+        if let Some(base) = base.filter(|b| b.content[..] == content[..] && b.encoding == encoding)
+        {
+            debug!(secret = name, "the value is unchanged: no new version");
+            return Ok(Some(base.clone()));
         }
         let parameters = SecretSetParameters {
             value: content::encode(&content, encoding),
