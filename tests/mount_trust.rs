@@ -7,7 +7,6 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use akvfs::local_vault::FaultSpec;
 use akvfs::vault::SecretStore;
 use common::{sh, sh_err, sh_ok, LocalMount};
 
