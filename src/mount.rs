@@ -200,13 +200,7 @@ pub fn mount(
     let notifications = Arc::new(OnceLock::new());
     fs.set_notifier(Arc::new(QueuedNotifier::start(notifications.clone())?));
     let adapter = FuseAdapter::new(fs.clone(), runtime.clone());
-    let (device, kernel) = kernel::mount(&point, &mount_options, acl != SessionACL::Owner)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot mount on {}: {e}", options.mountpoint.display()),
-            )
-        })?;
+    let (device, kernel) = kernel::mount(&point, &mount_options, acl != SessionACL::Owner)?;
     // From here on the mount exists: any failure unmounts it before returning.
     let started = (|| -> io::Result<_> {
         let session = fuser::Session::from_fd(adapter, device, acl, config)?;
