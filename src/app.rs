@@ -251,9 +251,13 @@ fn check_mountpoint(path: &Path) -> Result<()> {
 }
 
 fn run_mount(args: MountArgs) -> Result<()> {
-    // A daemon killed with -9 leaves a dead mount (ENOTCONN) that would fail the check below.
-    if mount::recover_stale_mount(&args.mountpoint) {
-        tracing::warn!(mountpoint = %args.mountpoint.display(), "recovered a stale mount left by a previous akvfs");
+    // Before anything starts: a daemon killed with -9 leaves a dead mount (ENOTCONN) that is
+    // detached here, and a live akvfs mount on this directory is refused (exit 1, naming it).
+    // `mount::mount` checks again right before mounting.
+    if let Err(error) = mount::prepare_mountpoint(&args.mountpoint) {
+        // A missing mountpoint gets the message with the command that creates it.
+        check_mountpoint(&args.mountpoint)?;
+        return Err(error.into());
     }
     check_mountpoint(&args.mountpoint)?;
     mount::check_options(&args.options).context("bad -o option")?;
@@ -374,9 +378,13 @@ fn run_mount(args: MountArgs) -> Result<()> {
         tracing::info!("signal received: committing pending writes and unmounting");
         handle.commit_pending();
     }
-    handle
-        .unmount()
-        .with_context(|| format!("cannot unmount {}", args.mountpoint.display()))?;
+    // Unmounts (unless someone else already did) and reports a session that ended in an error.
+    handle.unmount().with_context(|| {
+        format!(
+            "the mount of {url} on {} ended with an error",
+            args.mountpoint.display()
+        )
+    })?;
     if let Some(vault) = local {
         rt.block_on(vault.shutdown());
     }

@@ -27,7 +27,8 @@ pub enum Command {
     Mount(Box<MountArgs>),
     /// Run a standalone local, wire-compatible Key Vault.
     LocalVault(LocalVaultArgs),
-    /// Unmount an akvfs mount; its daemon then exits (a dead mount is detached).
+    /// Unmount the akvfs mount at MOUNTPOINT (that one layer only); its daemon then exits. A
+    /// dead mount (its daemon killed) is detached.
     Unmount(UnmountArgs),
 }
 
@@ -167,7 +168,8 @@ pub struct MountArgs {
         help_heading = "Mount"
     )]
     pub options: Vec<String>,
-    /// FUSE worker threads (a slow secret never blocks another).
+    /// FUSE worker threads (a slow secret never blocks another); each holds one open
+    /// /dev/fuse descriptor.
     #[arg(long, default_value_t = 8, help_heading = "Mount")]
     pub threads: usize,
 

@@ -17,8 +17,8 @@ use std::time::SystemTime;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 use tracing::{debug, error};
@@ -681,7 +681,45 @@ impl Filesystem for FuseAdapter {
             },
         );
     }
+
+    /// `statvfs`: Key Vault's name limit as `f_namemax` (127), so tools that ask
+    /// (`pathconf(_PC_NAME_MAX)`, `getconf NAME_MAX`) know it. A vault has no byte or count
+    /// quota, so space and inodes are reported as plentiful and free, never as a full disk
+    /// that would make a careful program refuse to write. Answered here, without a vault call.
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(
+            STATFS_BLOCKS,
+            STATFS_BLOCKS,
+            STATFS_BLOCKS,
+            STATFS_FILES,
+            STATFS_FILES,
+            BLOCK_SIZE,
+            crate::vault::model::MAX_SECRET_NAME_LEN as u32,
+            BLOCK_SIZE,
+        );
+    }
+
+    /// No ioctl means anything on a secret: ENOTTY, what a regular file on a local disk
+    /// answers to `isatty`'s TCGETS (which every Python `open()` sends), without a log line.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        debug!(cmd, "ioctl: not a terminal or device; ENOTTY");
+        reply.error(Errno::ENOTTY);
+    }
 }
+
+/// `statfs` totals: 2^32 blocks of 4 KiB (16 TiB) and 2^32 inodes, all free.
+const STATFS_BLOCKS: u64 = 1 << 32;
+const STATFS_FILES: u64 = 1 << 32;
 
 fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
     match result {
