@@ -449,3 +449,23 @@ fn names_errors_and_in_memory_files_are_reported_clearly() {
         "{log}"
     );
 }
+
+#[test]
+fn cp_within_the_mount_works_and_logs_no_warning() {
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    m.other_set("original", "copied value");
+    sh_ok(
+        dir,
+        "cp original duplicate && cp --sparse=always original sparse",
+    );
+    sh_ok(
+        dir,
+        "python3 -c \"import os; f = os.open('original', os.O_RDONLY); os.lseek(f, 0, os.SEEK_DATA)\" || true",
+    );
+    assert_eq!(m.other_get("duplicate"), "copied value");
+    assert_eq!(m.other_get("sparse"), "copied value");
+    let log = m.log_text();
+    assert!(!log.contains("Not Implemented"), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+}
