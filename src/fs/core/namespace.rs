@@ -413,7 +413,16 @@ impl SecretFs {
 
     pub(super) async fn recover(&self, name: &str, new_name: &str) -> Result<(), FsError> {
         if !name.eq_ignore_ascii_case(new_name) {
-            return Err(FsError::InvalidArgument {
+            // Key Vault recovers a secret under its own name only. EPERM, not EINVAL (which
+            // `mv` reports as "a subdirectory of itself") nor EXDEV (which would make `mv` copy
+            // the empty file and then try to purge the deleted secret).
+            warn!(
+                secret = name,
+                target = new_name,
+                "rename refused: a deleted secret recovers under its own name only: \
+                 `mv .deleted/{name} {name}`, then `mv {name} {new_name}`"
+            );
+            return Err(FsError::NotPermitted {
                 name: new_name.to_owned(),
                 reason: format!(
                     "a deleted secret recovers under its own name: mv .deleted/{name} {name}"

@@ -137,12 +137,12 @@ impl SecretFs {
         let key = data.name.to_ascii_lowercase();
         // The value did not change (no new version): keep it, take the new properties.
         let mut updated = SecretData::from_bundle(bundle, &data.name);
-        if updated.enabled && data.enabled {
+        if updated.enabled && data.enabled && updated.encoding == data.encoding {
             updated.content = Zeroizing::new(data.content.to_vec());
-            updated.encoding = data.encoding;
             self.values.insert(&key, Some(updated));
         } else {
-            // Enabling or disabling changes what a get answers: ask again.
+            // Enabling or disabling changes what a get answers, and a new `file-encoding` tag
+            // changes what the stored value decodes to: the next open asks again.
             self.values.invalidate(&key);
         }
         self.listings.invalidate(ALL_SECRETS);

@@ -1,5 +1,7 @@
 //! `setattr`: truncate, and the owner/mode/time changes a secret file accepts.
 
+use tracing::warn;
+
 use super::*;
 
 impl SecretFs {
@@ -19,6 +21,11 @@ impl SecretFs {
             .mode
             .is_some_and(|mode| (mode & 0o7777) as u16 != current.attr.perm);
         if owner_change || mode_change {
+            warn!(
+                name,
+                "chmod/chown refused: owner and mode are set for the whole mount \
+                 (--uid, --gid, --file-mode); changing a file to what it already has succeeds"
+            );
             return Err(FsError::NotPermitted {
                 name,
                 reason: "owner and mode are set for the whole mount (--uid, --gid, --file-mode)"

@@ -1,0 +1,84 @@
+//! POSIX calls real tools make, on real mounts: `cp -p`, `chmod`/`chown` to what a file already
+//! has, `mv` out of `.deleted`, and a `file-encoding` tag changed with `setfattr`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{need_tool, sh, sh_err, sh_ok, LocalMount};
+
+#[test]
+fn cp_p_succeeds_when_the_mode_is_the_mounts_and_reports_only_the_mode_otherwise() {
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    let outside = m.dir.path();
+    for (name, mode) in [("p600", 0o600), ("p644", 0o644)] {
+        let src = outside.join(name);
+        std::fs::write(&src, format!("value of {name}")).expect("src");
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    // The mount's files are 0600: preserving 0600 (and root's ownership) changes nothing.
+    sh_ok(
+        dir,
+        &format!("cp -p {} p600", outside.join("p600").display()),
+    );
+    assert_eq!(m.other_get("p600"), "value of p600");
+    sh_ok(
+        dir,
+        "python3 -c \"import os; os.chmod('p600', 0o600); os.chown('p600', 0, 0)\"",
+    );
+
+    // Another mode cannot be kept: cp says so, and the value is written all the same.
+    let out = sh(
+        dir,
+        &format!("cp -p {} p644", outside.join("p644").display()),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("preserving permissions"), "{stderr}");
+    assert_eq!(m.other_get("p644"), "value of p644");
+    let err = sh_err(dir, "chmod 644 p644");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(m.log_text().contains("--file-mode"), "{}", m.log_text());
+}
+
+#[test]
+fn mv_out_of_deleted_under_another_name_is_refused_clearly() {
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    sh_ok(dir, "echo kept > old-name && rm old-name");
+    let err = sh_err(dir, "mv .deleted/old-name new-name");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(!err.contains("subdirectory"), "{err}");
+    let log = m.log_text();
+    assert!(
+        log.contains("recovers under its own name only"),
+        "the log says how to recover: {log}"
+    );
+    assert!(sh(dir, "test -e new-name").status.code() != Some(0));
+    assert_eq!(sh_ok(dir, "ls .deleted"), "old-name\n");
+    sh_ok(dir, "mv .deleted/old-name old-name");
+    assert_eq!(sh_ok(dir, "cat old-name"), "kept\n");
+}
+
+#[test]
+fn a_file_encoding_tag_applies_to_the_next_open() {
+    need_tool("setfattr", "attr");
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    m.other_set("encoded", "aGVsbG8=");
+    assert_eq!(sh_ok(dir, "cat encoded"), "aGVsbG8=");
+    sh_ok(
+        dir,
+        "setfattr -n user.akv.tags.file-encoding -v base64 encoded",
+    );
+    assert_eq!(sh_ok(dir, "cat encoded"), "hello");
+    assert_eq!(sh_ok(dir, "stat -c %s encoded").trim(), "5");
+    sh_ok(dir, "setfattr -x user.akv.tags.file-encoding encoded");
+    assert_eq!(sh_ok(dir, "cat encoded"), "aGVsbG8=");
+    assert_eq!(
+        m.other_get("encoded"),
+        "aGVsbG8=",
+        "the value never changed"
+    );
+}
