@@ -275,7 +275,7 @@ impl Filesystem for FuseAdapter {
         gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -289,6 +289,10 @@ impl Filesystem for FuseAdapter {
             mode,
             uid,
             gid,
+            mtime: mtime.map(|time| match time {
+                TimeOrNow::SpecificTime(time) => time,
+                TimeOrNow::Now => SystemTime::now(),
+            }),
         };
         let fs = self.fs.clone();
         self.dispatch(

@@ -82,3 +82,45 @@ fn a_file_encoding_tag_applies_to_the_next_open() {
         "the value never changed"
     );
 }
+
+#[test]
+fn times_set_with_utimes_are_kept_so_rsync_t_writes_nothing_the_second_time() {
+    need_tool("rsync", "rsync");
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    m.other_set("dated", "value");
+    m.reset_counters();
+    sh_ok(dir, "touch -d '2020-01-01 00:00:00 UTC' dated");
+    assert_eq!(sh_ok(dir, "stat -c %Y dated").trim(), "1577836800");
+    assert_eq!(m.calls("set_secret"), 0, "times are not a new version");
+    assert_eq!(m.other_get("dated"), "value");
+
+    let src = m.dir.path().join("src");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::write(src.join("alpha"), "first").expect("alpha");
+    std::fs::write(src.join("beta"), "second").expect("beta");
+    let rsync = format!("rsync -rt {}/ ./", src.display());
+    sh_ok(dir, &rsync);
+    assert_eq!(m.other_get("alpha"), "first");
+    assert_eq!(m.other_get("beta"), "second");
+    m.reset_counters();
+    sh_ok(dir, &rsync);
+    assert_eq!(m.calls("set_secret"), 0, "nothing changed, nothing written");
+    std::fs::write(src.join("beta"), "changed").expect("beta");
+    sh_ok(dir, &rsync);
+    assert_eq!(m.calls("set_secret"), 1);
+    assert_eq!(m.other_get("beta"), "changed");
+    let listed = sh_ok(dir, "ls -A");
+    assert!(
+        !listed.contains(".alpha") && !listed.contains(".beta"),
+        "{listed}"
+    );
+
+    // A new version has the vault's time again.
+    sh_ok(dir, "printf new > dated");
+    let mtime: u64 = sh_ok(dir, "stat -c %Y dated")
+        .trim()
+        .parse()
+        .expect("mtime");
+    assert!(mtime > 1_700_000_000, "{mtime}");
+}

@@ -142,6 +142,9 @@ struct ScratchFile {
     ino: u64,
     content: Mutex<Zeroizing<Vec<u8>>>,
     modified: Mutex<SystemTime>,
+    /// A time set with `touch -d`/`utimes` (rsync's temporary file), carried over to the secret
+    /// it is renamed over.
+    utimes: Mutex<Option<SystemTime>>,
 }
 
 /// Scratch files are for editors, not storage: bounded so they cannot eat the daemon's memory.
@@ -216,6 +219,9 @@ pub struct SecretFs {
     writes: Mutex<HashMap<u64, Arc<SharedWrite>>>,
     /// Secrets an `rm` is deleting (waiting for the vault): opening them answers EBUSY.
     deleting: Mutex<std::collections::HashSet<String>>,
+    /// Modification times set with `utimes`, by inode, for the version they were set on: kept
+    /// in memory on this mount (the vault keeps its own `updated`) until the content changes.
+    times: Mutex<HashMap<u64, (Option<String>, SystemTime)>>,
     /// Names kept in memory only whose first write was already logged.
     warned_in_memory: Mutex<std::collections::HashSet<String>>,
     dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
@@ -268,6 +274,7 @@ impl SecretFs {
             writes: Mutex::new(HashMap::new()),
             deleting: Mutex::new(std::collections::HashSet::new()),
             warned_in_memory: Mutex::new(std::collections::HashSet::new()),
+            times: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
@@ -387,13 +394,24 @@ impl SecretFs {
         let size = pending
             .filter(|_| writer_view)
             .unwrap_or(data.content.len() as u64);
+        let mut attr = self.file_attr(ino, size, self.secret_perm(data.enabled), &data.attributes);
+        self.apply_kept_mtime(ino, data.version.as_deref(), &mut attr);
         Entry {
-            attr: self.file_attr(ino, size, self.secret_perm(data.enabled), &data.attributes),
+            attr,
             ttl: if pending.is_some() {
                 Duration::ZERO
             } else {
                 valid_for.min(self.config.cache_ttl)
             },
+        }
+    }
+
+    /// A modification time set with `utimes` on this version of `ino`, if any.
+    fn apply_kept_mtime(&self, ino: u64, version: Option<&str>, attr: &mut Attr) {
+        if let Some((kept_version, mtime)) = self.times.lock().get(&ino) {
+            if kept_version.as_deref() == version {
+                attr.mtime = *mtime;
+            }
         }
     }
 
@@ -412,6 +430,7 @@ impl SecretFs {
         attr.mtime = placeholder.created;
         attr.ctime = placeholder.created;
         attr.crtime = placeholder.created;
+        self.apply_kept_mtime(placeholder.ino, None, &mut attr);
         Entry {
             attr,
             ttl: Duration::ZERO,

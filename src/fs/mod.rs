@@ -182,6 +182,8 @@ pub struct SetAttr {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// `touch -d`, `utimes`: kept in memory on this mount (see `core/setattr.rs`).
+    pub mtime: Option<SystemTime>,
 }
 
 /// Tells the kernel to drop what it cached. Implemented by the FUSE layer, which must not call

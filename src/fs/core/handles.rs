@@ -608,6 +608,7 @@ impl SecretFs {
                 ino,
                 content: Mutex::new(content),
                 modified: Mutex::new(SystemTime::now()),
+                utimes: Mutex::new(None),
             }),
         );
     }

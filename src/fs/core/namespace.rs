@@ -164,14 +164,16 @@ impl SecretFs {
             .rekey(&from_key, to_key.clone(), new_name);
         if let (Some(ino), NodeKey::Scratch(_)) = (moved, &to_key) {
             let scratch = self.scratch.lock().get(new_name).cloned();
-            if let Some(file) = scratch {
-                // Keep the scratch file's inode in step with the table.
+            // Keep the scratch file's inode in step with the table (a scratch file renamed
+            // keeps its own, and its open handles).
+            if let Some(file) = scratch.filter(|file| file.ino != ino) {
                 self.scratch.lock().insert(
                     new_name.to_owned(),
                     Arc::new(ScratchFile {
                         ino,
                         content: Mutex::new(Zeroizing::new(file.content.lock().to_vec())),
                         modified: Mutex::new(*file.modified.lock()),
+                        utimes: Mutex::new(*file.utimes.lock()),
                     }),
                 );
             }
@@ -305,9 +307,8 @@ impl SecretFs {
         let file = scratch.remove(name).ok_or(FsError::NotFound {
             name: name.to_owned(),
         })?;
-        let content = Zeroizing::new(file.content.lock().to_vec());
-        drop(scratch);
-        self.insert_scratch(new_name, content);
+        // The same file under a new name: handles open on it keep writing to it.
+        scratch.insert(new_name.to_owned(), file);
         Ok(())
     }
 
@@ -351,8 +352,15 @@ impl SecretFs {
             base.as_ref().map_or(new_name, |b| b.name.as_str()),
         );
         let content = Zeroizing::new(file.content.lock().to_vec());
-        self.store_value(ino, new_name, base.as_ref(), content)
+        let stored = self
+            .store_value(ino, new_name, base.as_ref(), content)
             .await?;
+        // The kernel now shows the scratch file's inode under the secret's name: a time set
+        // on it (rsync -t) stays with the version just stored.
+        if let Some(mtime) = *file.utimes.lock() {
+            let version = stored.and_then(|data| data.version.clone());
+            self.times.lock().insert(file.ino, (version, mtime));
+        }
         self.scratch.lock().remove(name);
         Ok(())
     }

@@ -32,9 +32,11 @@ impl SecretFs {
                     .into(),
             });
         }
+        if let Some(mtime) = changes.mtime {
+            self.keep_mtime(ino, mtime).await?;
+        }
         let Some(size) = changes.size else {
-            // Times (touch) and no-op changes are accepted and ignored: the vault keeps its own.
-            return Ok(current);
+            return self.getattr_as(ino, fh, 0).await;
         };
         if current.attr.kind == FileKind::Directory {
             return Err(FsError::IsADirectory { name });
@@ -61,5 +63,34 @@ impl SecretFs {
             }
         }
         self.getattr_as(ino, fh, 0).await
+    }
+
+    /// `touch -d`, `utimes`: the vault keeps its own `updated` and no such attribute, so the
+    /// time is kept in memory on this mount for the version it was set on (`stat` shows it
+    /// until the content changes or the mount ends). `rsync -t` then finds size and time equal
+    /// on its next run and writes nothing.
+    async fn keep_mtime(&self, ino: u64, mtime: std::time::SystemTime) -> Result<(), FsError> {
+        let (key, name) = self.node(ino)?;
+        match key {
+            NodeKey::Secret(key) => {
+                let version = if self.placeholders.lock().contains_key(&key) {
+                    None
+                } else {
+                    self.load_secret(&name)
+                        .await?
+                        .value
+                        .and_then(|data| data.version.clone())
+                };
+                self.times.lock().insert(ino, (version, mtime));
+            }
+            NodeKey::Scratch(scratch_name) => {
+                let file = self.scratch_file(&scratch_name)?;
+                *file.modified.lock() = mtime;
+                *file.utimes.lock() = Some(mtime);
+            }
+            // Directories, versions and deleted secrets: their times are the vault's.
+            _ => {}
+        }
+        Ok(())
     }
 }
