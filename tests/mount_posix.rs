@@ -5,6 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
+use akvfs::vault::SecretStore;
 use common::{need_tool, sh, sh_err, sh_ok, LocalMount};
 
 #[test]
@@ -123,4 +124,77 @@ fn times_set_with_utimes_are_kept_so_rsync_t_writes_nothing_the_second_time() {
         .parse()
         .expect("mtime");
     assert!(mtime > 1_700_000_000, "{mtime}");
+}
+
+/// Names in the vault, live and deleted.
+fn vault_names(m: &LocalMount) -> (Vec<String>, Vec<String>) {
+    let client = m.other_client();
+    let name_of = |id: Option<String>| id.and_then(|id| id.rsplit('/').next().map(str::to_owned));
+    let live = m
+        .block_on(client.list_properties_of_secrets())
+        .expect("list")
+        .into_iter()
+        .filter_map(|item| name_of(item.id))
+        .collect();
+    let deleted = m
+        .block_on(client.list_deleted_secrets())
+        .expect("list deleted")
+        .into_iter()
+        .filter_map(|item| name_of(item.item.id))
+        .collect();
+    (live, deleted)
+}
+
+#[test]
+fn sed_perl_and_python_temporary_files_leave_one_version_and_no_copy() {
+    need_tool("perl", "perl");
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    let edits = [
+        ("sed -i 's/old/sed/' edited", "sed value\n"),
+        ("perl -pi -e 's/sed/perl/' edited", "perl value\n"),
+        (
+            "python3 -c \"import os, tempfile\nfd, p = tempfile.mkstemp(dir='.')\nos.write(fd, b'mkstemp value')\nos.close(fd)\nos.replace(p, 'edited')\"",
+            "mkstemp value",
+        ),
+        (
+            "python3 -c \"import os, tempfile\nf = tempfile.NamedTemporaryFile(dir='.', delete=False)\nf.write(b'named value')\nf.close()\nos.replace(f.name, 'edited')\"",
+            "named value",
+        ),
+    ];
+    m.other_set("edited", "old value\n");
+    for (round, (command, expected)) in edits.iter().enumerate() {
+        // Python's random names: run each a few times so names with and without `_` occur.
+        let runs = if command.starts_with("python3") { 5 } else { 1 };
+        m.reset_counters();
+        for _ in 0..runs {
+            sh_ok(dir, command);
+        }
+        assert_eq!(m.other_get("edited"), *expected, "{command}");
+        assert_eq!(
+            m.calls("set_secret"),
+            1,
+            "one version per edit (repeats change nothing): {command}"
+        );
+        assert_eq!(m.calls("delete_secret"), 0, "{command}");
+        let (live, deleted) = vault_names(&m);
+        assert_eq!(live, ["edited"], "round {round}: {command}");
+        assert!(deleted.is_empty(), "round {round}: {deleted:?}");
+        assert_eq!(sh_ok(dir, "ls"), "edited\n");
+    }
+    let versions = m
+        .block_on(
+            m.other_client()
+                .list_properties_of_secret_versions("edited"),
+        )
+        .expect("versions");
+    assert_eq!(versions.len(), 1 + edits.len());
+    let log = m.log_text();
+    assert!(!log.contains("kept in memory on this mount only"), "{log}");
+
+    // A secret that happens to have such a name is still a secret.
+    m.other_set("sedabc123", "real");
+    assert_eq!(sh_ok(dir, "cat sedabc123"), "real");
+    sh_ok(dir, "printf changed > sedabc123");
+    assert_eq!(m.other_get("sedabc123"), "changed");
 }

@@ -165,6 +165,49 @@ pub(crate) fn is_scratch_name(name: &str) -> bool {
         || [".swp", ".swx", ".swo", ".tmp", ".bak", ".save"]
             .iter()
             .any(|suffix| name.ends_with(suffix))
+        || is_tool_temporary_name(name)
+}
+
+/// `len` characters of a random suffix: ASCII letters and digits, plus `extra`.
+fn is_random(text: &str, len: usize, extra: &[char]) -> bool {
+    text.len() == len
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+/// Temporary names of tools that write a new file and rename it over the one they edit:
+/// `sed -i` (`sedXXXXXX`), `perl -i` (`XXxxxxxx`), Python's `tempfile.mkstemp` and
+/// `NamedTemporaryFile` (`tmpxxxxxxxx`, lower case, digits and `_`). Created exclusively on
+/// this mount (as those tools do) and not in the vault, they are scratch files: renaming one
+/// over a secret is then that secret's only new version, and no copy is left in the vault.
+pub(crate) fn is_tool_temporary_name(name: &str) -> bool {
+    name.strip_prefix("sed")
+        .is_some_and(|rest| is_random(rest, 6, &[]))
+        || name
+            .strip_prefix("XX")
+            .is_some_and(|rest| is_random(rest, 6, &[]))
+        || name.strip_prefix("tmp").is_some_and(|rest| {
+            is_random(rest, 8, &['_']) && !rest.chars().any(|c| c.is_ascii_uppercase())
+        })
+}
+
+/// Scratch names that tools rename away at once (editors' swap and backup files, rsync's and
+/// sed's temporaries): nobody expects them to last, so writing them is not worth a warning.
+fn is_expected_scratch_name(name: &str) -> bool {
+    let rsync = name.strip_prefix('.').is_some_and(|rest| {
+        rest.rsplit_once('.')
+            .is_some_and(|(base, random)| !base.is_empty() && is_random(random, 6, &[]))
+    });
+    rsync
+        || is_tool_temporary_name(name)
+        || name.ends_with('~')
+        || name.starts_with(".#")
+        || name.starts_with(".goutputstream-")
+        || (name.len() > 1 && name.starts_with('#') && name.ends_with('#'))
+        || [".swp", ".swx", ".swo"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
 }
 
 /// A file created on this mount and not in the vault (yet).

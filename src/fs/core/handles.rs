@@ -526,6 +526,13 @@ impl SecretFs {
             Some(_) => false,
             None => self.load_secret(name).await?.value.is_some(),
         };
+        if mode.exclusive && !exists_in_vault && is_tool_temporary_name(name) {
+            debug!(
+                name,
+                "a tool's temporary file: kept in memory until it is renamed over a secret"
+            );
+            return self.create_scratch(name, mode);
+        }
         if existing_placeholder.is_some() || exists_in_vault {
             if mode.exclusive {
                 return Err(FsError::Exists {
@@ -730,7 +737,7 @@ impl SecretFs {
 
     /// A name Key Vault cannot hold was written: say once that it lives in memory only.
     fn warn_once_in_memory(&self, name: &str) {
-        if self.warned_in_memory.lock().insert(name.to_owned()) {
+        if !is_expected_scratch_name(name) && self.warned_in_memory.lock().insert(name.to_owned()) {
             warn!(
                 name,
                 "{name:?} is kept in memory on this mount only and is gone after unmount: \

@@ -20,7 +20,8 @@ impl SecretFs {
             NodeKey::Root => match name {
                 VERSIONS_DIR_NAME => Ok(self.dir_entry(VERSIONS_DIR_INO, false)),
                 DELETED_DIR_NAME => Ok(self.dir_entry(DELETED_DIR_INO, true)),
-                _ if !is_valid_secret_name(name) => {
+                // Scratch files first: a tool's temporary file may have a valid secret name.
+                _ if self.scratch.lock().contains_key(name) || !is_valid_secret_name(name) => {
                     let scratch = self.scratch.lock().get(name).cloned();
                     scratch
                         .map(|file| self.scratch_entry(&file))

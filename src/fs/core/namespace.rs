@@ -27,7 +27,7 @@ impl SecretFs {
             }
             _ => return Err(FsError::NotADirectory { name: parent_name }),
         }
-        if !is_valid_secret_name(name) {
+        if self.scratch.lock().contains_key(name) || !is_valid_secret_name(name) {
             return match self.scratch.lock().remove(name) {
                 Some(_) => Ok(()),
                 None => Err(FsError::NotFound {
@@ -147,6 +147,7 @@ impl SecretFs {
         self.check_writable(new_name)?;
         let from_key = match from_dir {
             NodeKey::DeletedDir => NodeKey::Deleted(name.to_ascii_lowercase()),
+            _ if self.scratch.lock().contains_key(name) => NodeKey::Scratch(name.to_owned()),
             _ if is_valid_secret_name(name) => NodeKey::Secret(name.to_ascii_lowercase()),
             _ => NodeKey::Scratch(name.to_owned()),
         };
@@ -198,7 +199,10 @@ impl SecretFs {
     ) -> Result<(), FsError> {
         match from_dir {
             NodeKey::DeletedDir => self.recover(name, new_name).await,
-            NodeKey::Root => match (is_valid_secret_name(name), is_valid_secret_name(new_name)) {
+            NodeKey::Root => match (
+                is_valid_secret_name(name) && !self.scratch.lock().contains_key(name),
+                is_valid_secret_name(new_name),
+            ) {
                 (false, false) => self.rename_scratch(name, new_name, no_replace),
                 (false, true) => self.scratch_to_secret(name, new_name, no_replace).await,
                 (true, false) => self.secret_to_scratch(name, new_name, no_replace).await,
