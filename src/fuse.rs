@@ -24,7 +24,9 @@ use tokio::runtime::Handle;
 use tracing::{debug, error};
 use zeroize::Zeroizing;
 
-use crate::fs::{Attr, FileKind, FsError, KernelNotifier, OpenMode, Opened, SecretFs, SetAttr};
+use crate::fs::{
+    Attr, FileKind, FsError, KernelNotifier, OpenMode, Opened, SecretFs, SetAttr, XattrSet,
+};
 
 /// The errno for each core error (SPEC §3.9). Exhaustive on purpose: a new error must pick one.
 pub fn errno(error: &FsError) -> Errno {
@@ -590,18 +592,25 @@ impl Filesystem for FuseAdapter {
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
-        _flags: i32,
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
         let Some(name) = name_str(name).map(str::to_owned) else {
             return reply.error(Errno::EOPNOTSUPP);
         };
+        let how = if flags & libc::XATTR_CREATE != 0 {
+            XattrSet::Create
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            XattrSet::Replace
+        } else {
+            XattrSet::Any
+        };
         let fs = self.fs.clone();
         let value = value.to_vec();
         self.dispatch(
             "setxattr",
-            async move { fs.setxattr(ino.0, &name, &value).await },
+            async move { fs.setxattr_as(ino.0, &name, &value, how).await },
             move |result| reply_empty(reply, result),
         );
     }

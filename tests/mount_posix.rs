@@ -198,3 +198,86 @@ fn sed_perl_and_python_temporary_files_leave_one_version_and_no_copy() {
     sh_ok(dir, "printf changed > sedabc123");
     assert_eq!(m.other_get("sedabc123"), "changed");
 }
+
+#[test]
+fn xattrs_follow_posix_flags_limits_and_removal() {
+    need_tool("setfattr", "attr");
+    let m = LocalMount::start(&[]);
+    let dir = &m.mountpoint;
+    m.other_set("props", "value");
+    let out = sh_ok(
+        dir,
+        r#"python3 -c "
+import os
+def errno_of(f):
+    try:
+        f()
+        return 0
+    except OSError as e:
+        return e.errno
+print(errno_of(lambda: os.setxattr('props', 'user.akv.tags.team', b'blue', os.XATTR_CREATE)))
+print(errno_of(lambda: os.setxattr('props', 'user.akv.tags.team', b'red', os.XATTR_CREATE)))
+print(errno_of(lambda: os.setxattr('props', 'user.akv.tags.none', b'x', os.XATTR_REPLACE)))
+print(errno_of(lambda: os.setxattr('props', 'user.akv.tags.team', b'green', os.XATTR_REPLACE)))
+print(errno_of(lambda: os.setxattr('props', 'user.akv.content_type', b'x' * 256)))
+""#,
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "17", "61", "0", "22"]
+    );
+    let bundle = m
+        .block_on(m.other_client().get_secret("props", None))
+        .expect("get");
+    let tags = bundle.tags.clone().unwrap_or_default();
+    assert_eq!(tags.get("team").map(String::as_str), Some("green"));
+    assert_eq!(
+        bundle.content_type, None,
+        "the long content type was refused"
+    );
+    assert!(
+        m.log_text().contains("at most 255 characters"),
+        "{}",
+        m.log_text()
+    );
+
+    for (attribute, field) in [("expires", "exp"), ("not_before", "nbf")] {
+        sh_ok(
+            dir,
+            &format!("setfattr -n user.akv.{attribute} -v 2030-01-01T00:00:00Z props"),
+        );
+        let date = |m: &LocalMount| {
+            let bundle = m
+                .block_on(m.other_client().get_secret("props", None))
+                .expect("get");
+            let a = bundle.attributes.unwrap_or_default();
+            if field == "exp" {
+                a.exp
+            } else {
+                a.nbf
+            }
+        };
+        assert_eq!(date(&m), Some(1_893_456_000), "{attribute} set");
+        let removed = sh(dir, &format!("setfattr -x user.akv.{attribute} props"));
+        assert!(removed.status.success(), "{removed:?}\n{}", m.log_text());
+        assert_eq!(date(&m), None, "{attribute} cleared in the vault");
+        assert!(
+            sh(dir, &format!("getfattr -n user.akv.{attribute} props"))
+                .status
+                .code()
+                != Some(0)
+        );
+        assert_eq!(m.other_get("props"), "value");
+        let err = sh_err(dir, &format!("setfattr -x user.akv.{attribute} props"));
+        assert!(err.contains("No such attribute"), "ENODATA: {err}");
+    }
+    let bundle = m
+        .block_on(m.other_client().get_secret("props", None))
+        .expect("get");
+    let tags = bundle.tags.unwrap_or_default();
+    assert_eq!(
+        tags.get("team").map(String::as_str),
+        Some("green"),
+        "tags kept"
+    );
+}

@@ -186,6 +186,17 @@ pub struct SetAttr {
     pub mtime: Option<SystemTime>,
 }
 
+/// `setxattr`'s flags (POSIX): replace or create as needed, only create, only replace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XattrSet {
+    #[default]
+    Any,
+    /// `XATTR_CREATE`: EEXIST when the attribute exists.
+    Create,
+    /// `XATTR_REPLACE`: ENODATA when it does not.
+    Replace,
+}
+
 /// Tells the kernel to drop what it cached. Implemented by the FUSE layer, which must not call
 /// the kernel from inside a request handler on the same channel (it would deadlock): the calls
 /// are queued and made from another thread.

@@ -90,7 +90,14 @@ pub fn set(
         Some(a)
     };
     match name.strip_prefix(PREFIX) {
-        Some("content_type") => update.content_type = Some(value.to_owned()),
+        Some("content_type") => {
+            if value.chars().count() > MAX_CONTENT_TYPE_CHARS {
+                return Err(XattrRefusal::BadValue(
+                    "a content type is at most 255 characters (the service's limit)",
+                ));
+            }
+            update.content_type = Some(value.to_owned());
+        }
         Some("enabled") => {
             let enabled = match value.trim() {
                 "true" | "1" | "yes" => true,
@@ -114,6 +121,24 @@ pub fn set(
     }
     Ok(update)
 }
+
+/// The dates `setfattr -x` can remove (with a new version: see `core/properties.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClearableDate {
+    NotBefore,
+    Expires,
+}
+
+pub fn clearable_date(name: &str) -> Option<ClearableDate> {
+    match name.strip_prefix(PREFIX) {
+        Some("not_before") => Some(ClearableDate::NotBefore),
+        Some("expires") => Some(ClearableDate::Expires),
+        _ => None,
+    }
+}
+
+/// The service's limit on a content type.
+pub const MAX_CONTENT_TYPE_CHARS: usize = 255;
 
 /// The update call that removes `name` (only tags can be removed).
 pub fn remove(data: &SecretData, name: &str) -> Result<SecretUpdateParameters, XattrRefusal> {

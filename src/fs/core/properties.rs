@@ -6,6 +6,7 @@ use tracing::info;
 use zeroize::Zeroizing;
 
 use super::*;
+use crate::fs::XattrSet;
 
 impl SecretFs {
     // ----- extended attributes --------------------------------------------------------
@@ -66,6 +67,17 @@ impl SecretFs {
     }
 
     pub async fn setxattr(&self, ino: u64, attribute: &str, value: &[u8]) -> Result<(), FsError> {
+        self.setxattr_as(ino, attribute, value, XattrSet::Any).await
+    }
+
+    /// `setxattr` with its POSIX flags (`XATTR_CREATE`, `XATTR_REPLACE`).
+    pub async fn setxattr_as(
+        &self,
+        ino: u64,
+        attribute: &str,
+        value: &[u8],
+        how: XattrSet,
+    ) -> Result<(), FsError> {
         // Editors copy ACLs and security labels to the file they save: not supported here,
         // like a filesystem mounted without ACLs (they carry on).
         if !attribute.starts_with(xattr::PREFIX) {
@@ -81,6 +93,22 @@ impl SecretFs {
             name: data.name.clone(),
             reason: format!("{attribute} must be UTF-8 text"),
         })?;
+        let exists = xattr::get(&data, attribute).is_some();
+        match how {
+            XattrSet::Create if exists => {
+                return Err(FsError::Exists {
+                    name: data.name.clone(),
+                    reason: format!("{attribute} exists (XATTR_CREATE)"),
+                })
+            }
+            XattrSet::Replace if !exists => {
+                return Err(FsError::NoData {
+                    name: data.name.clone(),
+                    attribute: attribute.to_owned(),
+                })
+            }
+            _ => {}
+        }
         let update = xattr::set(&data, attribute, value)
             .map_err(|refusal| self.xattr_refusal(&data.name, attribute, refusal))?;
         self.update_properties(ino, &data, update).await
@@ -92,6 +120,15 @@ impl SecretFs {
             attribute: attribute.to_owned(),
         })?;
         self.check_properties_writable(ino, &data.name)?;
+        if let Some(date) = xattr::clearable_date(attribute) {
+            if xattr::get(&data, attribute).is_none() {
+                return Err(FsError::NoData {
+                    name: data.name.clone(),
+                    attribute: attribute.to_owned(),
+                });
+            }
+            return self.clear_date(ino, &data, date).await;
+        }
         let update = xattr::remove(&data, attribute)
             .map_err(|refusal| self.xattr_refusal(&data.name, attribute, refusal))?;
         self.update_properties(ino, &data, update).await
@@ -146,6 +183,54 @@ impl SecretFs {
             self.values.invalidate(&key);
         }
         self.listings.invalidate(ALL_SECRETS);
+        self.inval_inode(ino);
+        Ok(())
+    }
+
+    /// `setfattr -x user.akv.expires` (or `not_before`). Key Vault keeps a date an update leaves
+    /// out, and removing one in place is not possible (Terraform's azurerm provider recreates
+    /// the secret for it), so the date goes with a new version: the same value, content type,
+    /// tags and enabled state, without that date. One set call.
+    async fn clear_date(
+        &self,
+        ino: u64,
+        data: &SecretData,
+        date: xattr::ClearableDate,
+    ) -> Result<(), FsError> {
+        if !data.enabled {
+            return Err(FsError::AccessDenied {
+                name: data.name.clone(),
+                reason: "the secret is disabled".into(),
+            });
+        }
+        let mut attributes = SecretAttributes {
+            enabled: data.attributes.enabled,
+            nbf: data.attributes.nbf,
+            exp: data.attributes.exp,
+            ..SecretAttributes::default()
+        };
+        match date {
+            xattr::ClearableDate::NotBefore => attributes.nbf = None,
+            xattr::ClearableDate::Expires => attributes.exp = None,
+        }
+        let parameters = SecretSetParameters {
+            value: content::encode(&data.content, data.encoding),
+            tags: data.tags.clone(),
+            content_type: data.content_type.clone(),
+            attributes: Some(attributes),
+        };
+        let bundle = self.set_secret(&data.name, parameters).await?;
+        let mut stored = SecretData::from_bundle(bundle, &data.name);
+        stored.content = Zeroizing::new(data.content.to_vec());
+        stored.encoding = data.encoding;
+        info!(
+            secret = data.name.as_str(),
+            "date removed: a new version without it (Key Vault cannot remove a date in place)"
+        );
+        let key = data.name.to_ascii_lowercase();
+        self.values.insert(&key, Some(stored));
+        self.listings.invalidate(ALL_SECRETS);
+        self.listings.invalidate(&versions_key(&key));
         self.inval_inode(ino);
         Ok(())
     }
