@@ -43,19 +43,37 @@ impl Encoding {
     }
 }
 
-/// The stored value decoded into file content. A value that does not decode as its tag says is
-/// shown as is (better than hiding it).
-pub fn decode(value: &SecretValue, encoding: Encoding) -> Zeroizing<Vec<u8>> {
-    let text = value.expose().trim();
-    let decoded = match encoding {
-        Encoding::Text => None,
-        Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(text).ok(),
-        Encoding::Hex => hex::decode(text).ok(),
-    };
-    match decoded {
-        Some(bytes) => Zeroizing::new(bytes),
-        None => Zeroizing::new(value.expose().as_bytes().to_vec()),
+/// A stored value that does not decode as its `file-encoding` tag says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Undecodable(pub &'static str);
+
+/// The stored value decoded into file content. ASCII whitespace is ignored in base64 and hex
+/// (the Azure CLI stores Python's `encodebytes` output: a newline every 76 characters and one
+/// at the end). A value that still does not decode is an error, never shown as other bytes.
+pub fn decode(value: &SecretValue, encoding: Encoding) -> Result<Zeroizing<Vec<u8>>, Undecodable> {
+    let raw = value.expose();
+    if encoding == Encoding::Text {
+        return Ok(Zeroizing::new(raw.as_bytes().to_vec()));
     }
+    let compact: Zeroizing<Vec<u8>> = Zeroizing::new(
+        raw.bytes()
+            .filter(|byte| !byte.is_ascii_whitespace())
+            .collect(),
+    );
+    let decoded = match encoding {
+        Encoding::Text => unreachable!("handled above"),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(&*compact)
+            .map_err(|_| {
+                Undecodable(
+                    "the value is not valid base64 although it is tagged file-encoding=base64",
+                )
+            }),
+        Encoding::Hex => hex::decode(&*compact).map_err(|_| {
+            Undecodable("the value is not valid hex although it is tagged file-encoding=hex")
+        }),
+    };
+    decoded.map(Zeroizing::new)
 }
 
 /// The encoding to store `content` with, given the secret's current one: a secret tagged
@@ -168,8 +186,30 @@ mod tests {
             Some("base64")
         );
         assert_eq!(
-            decode(&value, Encoding::from_tags(Some(&tags))).as_slice(),
+            decode(&value, Encoding::from_tags(Some(&tags)))
+                .expect("decodes")
+                .as_slice(),
             &content
+        );
+    }
+
+    #[test]
+    fn base64_and_hex_ignore_ascii_whitespace_and_refuse_anything_else() {
+        // Python's base64.encodebytes, as `az keyvault secret set --encoding base64` stores it.
+        let wrapped = SecretValue::new(format!("{}\n{}\n", "A".repeat(76), "QUFB"));
+        let decoded = decode(&wrapped, Encoding::Base64).expect("wrapped base64");
+        assert_eq!(decoded.len(), 60);
+        let hex = SecretValue::new("68 69\r\n\t0a".to_owned());
+        assert_eq!(
+            decode(&hex, Encoding::Hex).expect("hex").as_slice(),
+            b"hi\n"
+        );
+        assert!(decode(&SecretValue::new("not base64!".into()), Encoding::Base64).is_err());
+        assert!(decode(&SecretValue::new("6g".into()), Encoding::Hex).is_err());
+        let text = SecretValue::new(" spaced \n".into());
+        assert_eq!(
+            decode(&text, Encoding::Text).expect("text").as_slice(),
+            b" spaced \n"
         );
     }
 

@@ -48,16 +48,20 @@ pub(crate) struct SecretData {
     pub(crate) tags: Option<Tags>,
     pub(crate) attributes: SecretAttributes,
     pub(crate) managed: Option<bool>,
+    /// The stored value does not decode as its `file-encoding` tag says: reads are EIO.
+    pub(crate) undecodable: Option<content::Undecodable>,
 }
 
 impl SecretData {
     fn from_bundle(bundle: SecretBundle, asked_name: &str) -> SecretData {
         let id = bundle.id.as_deref().and_then(SecretId::parse);
         let encoding = Encoding::from_tags(bundle.tags.as_ref());
-        let content = match &bundle.value {
-            Some(value) => content::decode(value, encoding),
-            None => Zeroizing::new(Vec::new()),
-        };
+        let (content, undecodable) =
+            match bundle.value.as_ref().map(|v| content::decode(v, encoding)) {
+                Some(Ok(content)) => (content, None),
+                Some(Err(undecodable)) => (Zeroizing::new(Vec::new()), Some(undecodable)),
+                None => (Zeroizing::new(Vec::new()), None),
+            };
         let attributes = bundle.attributes.unwrap_or_default();
         SecretData {
             id: bundle.id.clone(),
@@ -72,6 +76,24 @@ impl SecretData {
             content_type: bundle.content_type,
             tags: bundle.tags,
             attributes,
+            undecodable,
+        }
+    }
+
+    /// Its content, as a file: EIO (logged, naming the secret) when the value does not decode.
+    fn readable(&self) -> Result<(), FsError> {
+        match self.undecodable {
+            None => Ok(()),
+            Some(content::Undecodable(reason)) => {
+                warn!(
+                    secret = self.name.as_str(),
+                    reason, "cannot read the secret"
+                );
+                Err(FsError::Unavailable {
+                    name: self.name.clone(),
+                    message: reason.to_owned(),
+                })
+            }
         }
     }
 
@@ -96,6 +118,7 @@ impl SecretData {
             content_type: None,
             tags: None,
             attributes: listed.map(|l| l.attributes.clone()).unwrap_or_default(),
+            undecodable: None,
         }
     }
 }

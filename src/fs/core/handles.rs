@@ -270,6 +270,7 @@ impl SecretFs {
                         reason: "the version is disabled".into(),
                     });
                 }
+                data.readable()?;
                 Ok(cached(self.register_file(
                     ino,
                     &name,
@@ -347,7 +348,9 @@ impl SecretFs {
             let data = if placeholder {
                 Arc::new(SecretData::empty(name))
             } else {
-                self.enabled_secret(name).await?
+                let data = self.enabled_secret(name).await?;
+                data.readable()?;
+                data
             };
             self.note_version(ino, data.version.as_deref());
             return Ok(opened(self.register_file(
@@ -357,7 +360,7 @@ impl SecretFs {
                 Self::snapshot(data, true),
             )));
         }
-        let shared = self.shared_write(ino, &key, name).await?;
+        let shared = self.shared_write(ino, &key, name, mode.truncate).await?;
         let fh = self.register_file(ino, name, mode, |_| Body::Write(shared.clone()));
         if mode.truncate {
             let mut state = shared.state.lock().await;
@@ -402,6 +405,7 @@ impl SecretFs {
         ino: u64,
         key: &str,
         name: &str,
+        replacing: bool,
     ) -> Result<Arc<SharedWrite>, FsError> {
         if let Some(shared) = self.join_shared_write(ino) {
             return Ok(shared);
@@ -411,6 +415,11 @@ impl SecretFs {
             None
         } else {
             match self.enabled_secret(name).await {
+                // A value that does not decode can be replaced (`O_TRUNC`), not edited.
+                Ok(data) if !replacing => {
+                    data.readable()?;
+                    Some(data)
+                }
                 Ok(data) => Some(data),
                 Err(FsError::NotFound { .. }) => {
                     self.add_placeholder(ino, key, name);

@@ -413,6 +413,7 @@ impl SecretFs {
                 reason: "the secret is disabled".into(),
             });
         }
+        data.readable()?;
         self.insert_scratch(new_name, Zeroizing::new(data.content.to_vec()));
         self.shadowed.lock().insert(key);
         info!(
@@ -488,6 +489,7 @@ impl SecretFs {
                 reason: "the secret is disabled".into(),
             });
         }
+        source.readable()?;
         if no_replace && self.load_secret(new_name).await?.value.is_some() {
             return Err(FsError::Exists {
                 name: new_name.to_owned(),

@@ -176,6 +176,7 @@ impl SecretFs {
         let mut updated = SecretData::from_bundle(bundle, &data.name);
         if updated.enabled && data.enabled && updated.encoding == data.encoding {
             updated.content = Zeroizing::new(data.content.to_vec());
+            updated.undecodable = data.undecodable;
             self.values.insert(&key, Some(updated));
         } else {
             // Enabling or disabling changes what a get answers, and a new `file-encoding` tag
@@ -203,6 +204,7 @@ impl SecretFs {
                 reason: "the secret is disabled".into(),
             });
         }
+        data.readable()?;
         let mut attributes = SecretAttributes {
             enabled: data.attributes.enabled,
             nbf: data.attributes.nbf,
