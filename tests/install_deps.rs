@@ -52,7 +52,8 @@ fn run(script: &str, bin: &Path) -> Output {
         .expect("run script")
 }
 
-const EVERY_PACKAGE: &str = "fuse3 mount util-linux python3 attr vim nano tmux python3-venv";
+const EVERY_PACKAGE: &str =
+    "fuse3 mount util-linux python3 attr vim nano tmux rsync perl python3-venv";
 
 #[test]
 fn install_deps_names_everything_missing_at_once_when_it_cannot_install() {

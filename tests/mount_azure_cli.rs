@@ -103,20 +103,25 @@ impl AzureCli {
         );
     }
 
-    fn set_file(&self, name: &str, file: &Path, encoding: &str) {
+    /// `az keyvault secret set|download --file FILE --encoding ENCODING` on the local vault.
+    fn secret_file(&self, verb: &str, name: &str, file: &Path, encoding: &str) {
         let file = file.to_str().expect("utf-8 path");
-        self.run(&[
-            "keyvault", "secret", "set", "--vault-name", "127", "-n", name, "--file", file,
-            "--encoding", encoding,
-        ]);
+        let vault = ["--vault-name", "127", "-n", name];
+        let file = ["--file", file, "--encoding", encoding];
+        let args: Vec<&str> = ["keyvault", "secret", verb]
+            .into_iter()
+            .chain(vault)
+            .chain(file)
+            .collect();
+        self.run(&args);
+    }
+
+    fn set_file(&self, name: &str, file: &Path, encoding: &str) {
+        self.secret_file("set", name, file, encoding);
     }
 
     fn download(&self, name: &str, file: &Path, encoding: &str) {
-        let file = file.to_str().expect("utf-8 path");
-        self.run(&[
-            "keyvault", "secret", "download", "--vault-name", "127", "-n", name, "--file", file,
-            "--encoding", encoding,
-        ]);
+        self.secret_file("download", name, file, encoding);
     }
 }
 
@@ -195,7 +200,8 @@ fn a_value_that_does_not_decode_as_its_tag_says_is_eio_never_other_bytes() {
         assert!(out.stdout.is_empty(), "{name}: no bytes shown");
         let log = m.log_text();
         assert!(
-            log.lines().any(|l| l.contains(name) && l.contains("not valid")),
+            log.lines()
+                .any(|l| l.contains(name) && l.contains("not valid")),
             "the log names {name} and the reason: {log}"
         );
         assert!(!log.contains(value), "the value is never logged");
