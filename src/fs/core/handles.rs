@@ -348,9 +348,7 @@ impl SecretFs {
             let data = if placeholder {
                 Arc::new(SecretData::empty(name))
             } else {
-                let data = self.enabled_secret(name).await?;
-                data.readable()?;
-                data
+                self.readable_secret(name).await?
             };
             self.note_version(ino, data.version.as_deref());
             return Ok(opened(self.register_file(
@@ -378,6 +376,14 @@ impl SecretFs {
         Ok(opened(fh))
     }
 
+    /// The current version of `name` as a file's content: refused when disabled or when the
+    /// value does not decode.
+    pub(super) async fn readable_secret(&self, name: &str) -> Result<Arc<SecretData>, FsError> {
+        let data = self.enabled_secret(name).await?;
+        data.readable()?;
+        Ok(data)
+    }
+
     /// The current version of `name`, refused when disabled.
     async fn enabled_secret(&self, name: &str) -> Result<Arc<SecretData>, FsError> {
         let data = self
@@ -388,7 +394,7 @@ impl SecretFs {
                 name: name.to_owned(),
             })?;
         if !data.enabled {
-            warn!(secret = name, "open refused: the secret is disabled");
+            warn!(secret = name, "refused: the secret is disabled");
             return Err(FsError::AccessDenied {
                 name: name.to_owned(),
                 reason: "the secret is disabled".into(),

@@ -400,20 +400,7 @@ impl SecretFs {
             self.insert_scratch(new_name, Zeroizing::new(Vec::new()));
             return Ok(());
         }
-        let data = self
-            .load_secret(name)
-            .await?
-            .value
-            .ok_or(FsError::NotFound {
-                name: name.to_owned(),
-            })?;
-        if !data.enabled {
-            return Err(FsError::AccessDenied {
-                name: name.to_owned(),
-                reason: "the secret is disabled".into(),
-            });
-        }
-        data.readable()?;
+        let data = self.readable_secret(name).await?;
         self.insert_scratch(new_name, Zeroizing::new(data.content.to_vec()));
         self.shadowed.lock().insert(key);
         info!(
@@ -476,20 +463,7 @@ impl SecretFs {
             // One secret: Key Vault names are case-insensitive and cannot be re-spelled.
             return Ok(());
         }
-        let source = self
-            .load_secret(name)
-            .await?
-            .value
-            .ok_or(FsError::NotFound {
-                name: name.to_owned(),
-            })?;
-        if !source.enabled {
-            return Err(FsError::AccessDenied {
-                name: name.to_owned(),
-                reason: "the secret is disabled".into(),
-            });
-        }
-        source.readable()?;
+        let source = self.readable_secret(name).await?;
         if no_replace && self.load_secret(new_name).await?.value.is_some() {
             return Err(FsError::Exists {
                 name: new_name.to_owned(),
