@@ -840,12 +840,14 @@ impl SecretFs {
         self.commit(&file, shared, &mut state).await
     }
 
+    /// `fsync`: commit now, whoever closes later.
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         let file = self.file(fh)?;
         let Body::Write(shared) = &file.body else {
             return Ok(());
         };
         let mut state = shared.state.lock().await;
+        // An explicit fsync asks for what the file holds now, whoever wrote it.
         state.writers.insert(fh);
         self.commit(&file, shared, &mut state).await
     }
