@@ -469,3 +469,23 @@ fn cp_within_the_mount_works_and_logs_no_warning() {
     assert!(!log.contains("Not Implemented"), "{log}");
     assert!(!log.contains("WARN"), "{log}");
 }
+
+#[test]
+fn a_writer_on_a_file_replaced_by_mv_does_not_overwrite_it() {
+    let m = LocalMount::start(&[]);
+    m.other_set("incoming", "new content");
+    m.other_set("current", "old content");
+    let out = py(
+        &m,
+        r#"
+import os
+fd = os.open('current', os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b'late writer')
+os.rename('incoming', 'current')
+os.close(fd)
+print(open('current').read())
+"#,
+    );
+    assert_eq!(out.trim(), "new content");
+    assert_eq!(m.other_get("current"), "new content");
+}

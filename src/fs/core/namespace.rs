@@ -158,6 +158,15 @@ impl SecretFs {
         };
         self.rename_in_vault(from_dir, name, new_name, no_replace)
             .await?;
+        // The target's own inode is replaced: like a file removed while open, what handles
+        // still write to it goes nowhere (it must not overwrite what was just renamed there).
+        let replaced = {
+            let inodes = self.inodes.lock();
+            inodes
+                .lookup(&to_key)
+                .filter(|&ino| inodes.lookup(&from_key) != Some(ino))
+        };
+        self.mark_unlinked(replaced);
         // The kernel now shows the source's inode under the new name.
         let moved = self
             .inodes
