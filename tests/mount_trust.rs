@@ -107,6 +107,30 @@ fn tail_f_and_stat_see_a_commit_while_the_file_is_held_open() {
     let _ = tail.wait();
     assert_eq!(seen, "a\nb\n", "tail -f prints the new line");
     assert_eq!(sh_ok(dir, "cat grows"), "a\nb\n");
+
+    // A shorter rewrite: tail sees a truncation, starts over, and prints the new value.
+    sh_ok(dir, "printf 'first value\n' > shrinks");
+    let out = m.dir.path().join("tail2.out");
+    let mut tail = Command::new("tail")
+        .args(["-f", "-s", "0.2", "shrinks"])
+        .current_dir(dir)
+        .stdout(std::fs::File::create(&out).expect("tail output"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tail -f");
+    std::thread::sleep(Duration::from_millis(800));
+    sh_ok(dir, "printf 'new\n' > shrinks");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        seen = std::fs::read_to_string(&out).unwrap_or_default();
+        if seen.ends_with("new\n") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(seen, "first value\nnew\n", "never the old value again");
 }
 
 #[test]

@@ -119,6 +119,15 @@ impl SharedWrite {
     }
 }
 
+/// Why a read-only handle looks for a newer version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// A read at offset 0: a new pass over the file.
+    Restart,
+    /// A read at the end of the handle's version.
+    Extend,
+}
+
 /// What an open handle reads and writes.
 pub(super) enum Body {
     /// One committed version; `follow`: may move on to a newer version that extends it.
@@ -646,11 +655,19 @@ impl SecretFs {
             Body::Snapshot { data, follow } => {
                 let mut current = data.lock().clone();
                 let at_end = usize::try_from(offset).map_or(true, |o| o >= current.content.len());
-                if *follow && at_end {
-                    if let Some(newer) = self.newer_extension(&file, &current).await {
+                // A read from the start begins a new pass (`tail -f` after a truncation, a
+                // program that re-reads with pread at 0): it may take the newest version. A read
+                // at the end may go on only into a version that extends this one (the file grew).
+                let pass = match (offset == 0, at_end) {
+                    (true, _) => Some(Pass::Restart),
+                    (false, true) => Some(Pass::Extend),
+                    (false, false) => None,
+                };
+                if let Some(pass) = pass.filter(|_| *follow) {
+                    if let Some(newer) = self.newer_version(&file, &current, pass).await {
                         debug!(
                             secret = file.name.as_str(),
-                            "the file grew: the handle reads on in the newer version"
+                            "the handle reads on in the newer version"
                         );
                         data.lock().clone_from(&newer);
                         current = newer;
@@ -663,12 +680,13 @@ impl SecretFs {
         }
     }
 
-    /// A committed version newer than `current` that starts with all of `current`'s bytes
-    /// (the file grew), for a handle that has read to its end.
-    async fn newer_extension(
+    /// A committed version newer than `current` that a handle may move on to: any, for a new
+    /// pass; one that starts with all of `current`'s bytes, at its end.
+    async fn newer_version(
         &self,
         file: &OpenFile,
         current: &SecretData,
+        pass: Pass,
     ) -> Option<Arc<SecretData>> {
         let (key, name) = self.node(file.ino).ok()?;
         let NodeKey::Secret(key) = key else {
@@ -677,18 +695,24 @@ impl SecretFs {
         if self.placeholders.lock().contains_key(&key) {
             return None;
         }
-        // The common case, every `cat` at its end of file: the cache still holds this version.
+        // The common case, every `cat`: the cache still holds this version.
         if let Some(cached) = self.values.peek(&key) {
             if cached.value.is_some_and(|v| v.version == current.version) {
                 return None;
             }
         }
         let latest = self.load_secret(&name).await.ok()?.value?;
-        let grew = latest.enabled
+        let usable = latest.enabled
+            && latest.undecodable.is_none()
             && latest.version != current.version
-            && latest.content.len() > current.content.len()
-            && latest.content.starts_with(&current.content);
-        grew.then_some(latest)
+            && match pass {
+                Pass::Restart => true,
+                Pass::Extend => {
+                    latest.content.len() > current.content.len()
+                        && latest.content.starts_with(&current.content)
+                }
+            };
+        usable.then_some(latest)
     }
 
     /// Write into the file's pending content. Refuses (EFBIG) a write that would make the value
