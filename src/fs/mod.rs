@@ -33,7 +33,8 @@
 //!   written again. Other invalid names answer EINVAL (ENAMETOOLONG past 127 characters).
 //! - **Reads and kernel caching.** A read-only handle reads the version it opened, to its
 //!   end (direct I/O: the page cache is per inode and would mix versions); at its end it moves
-//!   on only to a newer version that extends it (`tail -f`). Entry and attribute TTLs are the
+//!   on only to a newer version that extends it (`tail -f`), and a read at offset 0 starts a
+//!   new pass with the newest version. Entry and attribute TTLs are the
 //!   cache entry's remaining validity (0 while the file is open for writing); when a refresh or
 //!   a write sees a new version, the kernel's attributes for the inode are invalidated.
 //! - **Deleted names.** Writing a deleted-but-recoverable name recovers it first (history
