@@ -487,9 +487,12 @@ async fn federated_tokens_with_a_bad_signature_audience_or_subject_are_refused()
         .expect("mint")
         .token;
     // A flipped signature byte.
-    let mut forged = good.expose().to_owned();
-    let last = forged.pop().expect("non-empty");
-    forged.push(if last == 'A' { 'B' } else { 'A' });
+    // A signature character well inside the signature: the last one also carries padding bits,
+    // and changing those makes the token malformed (AADSTS50027), not badly signed.
+    let mut forged: Vec<char> = good.expose().chars().collect();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
     refused(forged, "AADSTS50013").await;
     let wrong_audience = admin
         .federated_token(&akvfs::local_vault::FederatedTokenRequest {
