@@ -419,6 +419,12 @@ impl SecretFs {
         }
     }
 
+    /// The pending content that handles writing `ino` share, while any is open.
+    fn write_state_of(&self, ino: Option<u64>) -> Option<Arc<SharedWrite>> {
+        let writes = self.writes.lock();
+        ino.and_then(|ino| writes.get(&ino).cloned())
+    }
+
     /// Size of the content that handles writing `ino` share, while any is open.
     fn pending_size(&self, ino: u64) -> Option<u64> {
         let writes = self.writes.lock();

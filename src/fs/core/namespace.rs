@@ -63,8 +63,7 @@ impl SecretFs {
 
     /// What is still written through handles open on a removed file goes nowhere.
     fn mark_unlinked(&self, ino: Option<u64>) {
-        let shared = ino.and_then(|ino| self.writes.lock().get(&ino).cloned());
-        if let Some(shared) = shared {
+        if let Some(shared) = self.write_state_of(ino) {
             shared.unlinked.store(true, Ordering::SeqCst);
         }
     }
@@ -277,7 +276,7 @@ impl SecretFs {
                 reason: "the secret is disabled".into(),
             });
         }
-        let shared = self.writes.lock().get(&placeholder.ino).cloned();
+        let shared = self.write_state_of(Some(placeholder.ino));
         let mut pending = match &shared {
             Some(shared) => Some(shared.state.lock().await),
             None => None,
@@ -484,7 +483,7 @@ impl SecretFs {
             .inodes
             .lock()
             .lookup(&NodeKey::Secret(name.to_ascii_lowercase()));
-        let shared = source_ino.and_then(|ino| self.writes.lock().get(&ino).cloned());
+        let shared = self.write_state_of(source_ino);
         let mut pending = match &shared {
             Some(shared) => Some(shared.state.lock().await),
             None => None,
