@@ -211,7 +211,7 @@ fn fs_config(args: &MountArgs) -> FsConfig {
         cache_ttl: args.cache_ttl,
         list_ttl: args.list_ttl,
         negative_ttl: args.negative_ttl,
-        cache_size: args.cache_size,
+        cache_size: usize::try_from(args.cache_size).unwrap_or(usize::MAX),
         stale_if_error: args.stale_if_error,
         on_deleted_conflict: match args.on_deleted_conflict {
             DeletedConflictArg::Recover => DeletedConflictPolicy::Recover,
@@ -223,6 +223,7 @@ fn fs_config(args: &MountArgs) -> FsConfig {
         gid: args.gid.unwrap_or_else(current_gid),
         file_mode: args.file_mode,
         dir_mode: args.dir_mode,
+        scratch_space: args.scratch_space,
     }
 }
 
@@ -326,7 +327,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
         allow_other: args.allow_other,
         allow_root: args.allow_root,
         extra_options: args.options.clone(),
-        worker_threads: args.threads.max(1),
+        worker_threads: usize::from(args.threads),
     };
     let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
         .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;

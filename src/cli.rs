@@ -118,7 +118,7 @@ pub struct MountArgs {
     )]
     pub ca_file: Option<PathBuf>,
     /// Deadline of one vault request, retries included.
-    #[arg(long, value_parser = parse_duration, default_value = "30s", help_heading = "Vault")]
+    #[arg(long, value_parser = duration_between(Duration::from_millis(100), HOUR), default_value = "30s", help_heading = "Vault")]
     pub request_timeout: Duration,
     /// With `local`: where the embedded vault keeps its data
     /// (default `$XDG_DATA_HOME/akvfs/local-vault`).
@@ -128,11 +128,11 @@ pub struct MountArgs {
     #[arg(long, default_value = "127.0.0.1:0", help_heading = "Local vault")]
     pub listen: SocketAddr,
     /// With `local`: how long a deletion or recovery takes to complete.
-    #[arg(long, value_parser = parse_duration, default_value = "1s", help_heading = "Local vault")]
+    #[arg(long, value_parser = duration_between(Duration::ZERO, HOUR), default_value = "1s", help_heading = "Local vault")]
     pub deletion_delay: Duration,
     /// With `local`: lifetime of the tokens the embedded vault issues (short values exercise
     /// token refresh).
-    #[arg(long, value_parser = parse_duration, default_value = "1h", help_heading = "Local vault")]
+    #[arg(long, value_parser = duration_between(MIN_TOKEN_TTL, DAY), default_value = "1h", help_heading = "Local vault")]
     pub token_ttl: Duration,
     /// With `local`: throttling of the embedded vault: `off`, `real` (the service's 4,000
     /// transactions per 10 s), or N per 10 s.
@@ -143,15 +143,15 @@ pub struct MountArgs {
     #[arg(long, help_heading = "Mount")]
     pub read_only: bool,
     /// Owner of every file (default: the user running akvfs).
-    #[arg(long, help_heading = "Mount")]
+    #[arg(long, value_parser = parse_id, help_heading = "Mount")]
     pub uid: Option<u32>,
     /// Group of every file (default: the group running akvfs).
-    #[arg(long, help_heading = "Mount")]
+    #[arg(long, value_parser = parse_id, help_heading = "Mount")]
     pub gid: Option<u32>,
-    /// Permission bits of secret files (octal).
+    /// Permission bits of secret files (octal; no setuid, setgid or sticky bit).
     #[arg(long, value_parser = parse_mode, default_value = "0600", help_heading = "Mount")]
     pub file_mode: u16,
-    /// Permission bits of directories (octal).
+    /// Permission bits of directories (octal; no setuid, setgid or sticky bit).
     #[arg(long, value_parser = parse_mode, default_value = "0700", help_heading = "Mount")]
     pub dir_mode: u16,
     /// Let other users access the mount (needs `user_allow_other` in /etc/fuse.conf).
@@ -165,28 +165,33 @@ pub struct MountArgs {
         short = 'o',
         value_name = "OPTIONS",
         value_delimiter = ',',
+        value_parser = parse_mount_option,
         help_heading = "Mount"
     )]
     pub options: Vec<String>,
     /// FUSE worker threads (a slow secret never blocks another); each holds one open
     /// /dev/fuse descriptor.
-    #[arg(long, default_value_t = 8, help_heading = "Mount")]
-    pub threads: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS), help_heading = "Mount")]
+    pub threads: u16,
 
     /// How long a secret's value and attributes are trusted.
-    #[arg(long, value_parser = parse_duration, default_value = "30s", help_heading = "Cache")]
+    #[arg(long, value_parser = duration_between(Duration::ZERO, DAY), default_value = "30s", help_heading = "Cache")]
     pub cache_ttl: Duration,
     /// How long a directory listing is trusted.
-    #[arg(long, value_parser = parse_duration, default_value = "30s", help_heading = "Cache")]
+    #[arg(long, value_parser = duration_between(Duration::ZERO, DAY), default_value = "30s", help_heading = "Cache")]
     pub list_ttl: Duration,
     /// How long "no such secret" is remembered.
-    #[arg(long, value_parser = parse_duration, default_value = "5s", help_heading = "Cache")]
+    #[arg(long, value_parser = duration_between(Duration::ZERO, DAY), default_value = "5s", help_heading = "Cache")]
     pub negative_ttl: Duration,
-    /// Bytes of secret values held in memory.
-    #[arg(long, default_value_t = 64 * 1024 * 1024, help_heading = "Cache")]
-    pub cache_size: usize,
+    /// Bytes of secret values held in memory (at most 16 GiB).
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(0..=MAX_CACHE_SIZE), help_heading = "Cache")]
+    pub cache_size: u64,
+    /// Bytes of files kept in memory on this mount only: editors' scratch files, new files not
+    /// yet written, unsaved writes (ENOSPC beyond; `df` shows it as the size).
+    #[arg(long, default_value_t = 128 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(MIN_SCRATCH_SPACE..=MAX_CACHE_SIZE), help_heading = "Cache")]
+    pub scratch_space: u64,
     /// When the vault fails, serve a cached value up to this age instead of an error.
-    #[arg(long, value_name = "MAX-AGE", value_parser = parse_duration, help_heading = "Cache")]
+    #[arg(long, value_name = "MAX-AGE", value_parser = duration_between(Duration::ZERO, 30 * DAY), help_heading = "Cache")]
     pub stale_if_error: Option<Duration>,
 
     /// What writing a deleted-but-recoverable name does.
@@ -196,7 +201,7 @@ pub struct MountArgs {
     #[arg(long, help_heading = "Behaviour")]
     pub allow_purge: bool,
     /// How long `rm` waits for the vault to finish a deletion.
-    #[arg(long, value_parser = parse_duration, default_value = "2m", help_heading = "Behaviour")]
+    #[arg(long, value_parser = duration_between(Duration::from_secs(1), DAY), default_value = "2m", help_heading = "Behaviour")]
     pub delete_timeout: Duration,
 
     #[command(flatten)]
@@ -219,7 +224,7 @@ pub struct LocalVaultArgs {
     #[arg(long = "hostname", value_name = "NAME")]
     pub hostnames: Vec<String>,
     /// How long a deletion or recovery takes to complete.
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = duration_between(Duration::ZERO, HOUR), default_value = "1s")]
     pub deletion_delay: Duration,
     /// Days a deleted secret stays recoverable.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(7..=90))]
@@ -231,7 +236,7 @@ pub struct LocalVaultArgs {
     #[arg(long)]
     pub purge_protection: bool,
     /// Lifetime of issued access tokens.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    #[arg(long, value_parser = duration_between(MIN_TOKEN_TTL, DAY), default_value = "1h")]
     pub token_ttl: Duration,
     /// Reject api-versions the service does not know.
     #[arg(long)]
@@ -336,15 +341,61 @@ fn parse_throttle(s: &str) -> Result<Throttle, String> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 30s or 2m: {e}"))
+/// Bounds of numeric options: refused at parse time (exit 2), so no typo becomes a daemon
+/// that cannot start, never expires anything, or holds thousands of descriptors.
+const MAX_THREADS: i64 = 256;
+const MAX_CACHE_SIZE: u64 = 16 << 30;
+const MIN_SCRATCH_SPACE: u64 = 64 << 10;
+const MIN_TOKEN_TTL: Duration = Duration::from_secs(5);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A parser for a duration within `min..=max`.
+fn duration_between(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s: &str| {
+        let duration = humantime::parse_duration(s)
+            .map_err(|e| format!("'{s}' is not a duration like 30s or 2m: {e}"))?;
+        if duration < min || duration > max {
+            return Err(format!(
+                "'{s}' is out of range: between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(duration)
+    }
 }
 
+/// Permission bits only: a setuid, setgid or sticky bit would let anyone who can set a secret
+/// plant a program another user runs with the file's owner (the mount is nosuid regardless).
 fn parse_mode(s: &str) -> Result<u16, String> {
-    u16::from_str_radix(s.trim_start_matches("0o"), 8)
+    let mode = u16::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("'{s}' is not an octal mode like 0600"))
+        .ok_or_else(|| format!("'{s}' is not an octal mode like 0600"))?;
+    if mode & 0o7000 != 0 {
+        return Err(format!(
+            "'{s}' has a setuid, setgid or sticky bit; only permission bits (0000-0777) are allowed"
+        ));
+    }
+    Ok(mode)
+}
+
+/// A user or group id; `-1` (4294967295) means "unchanged" to chown and is no owner.
+fn parse_id(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|id| *id != u32::MAX)
+        .ok_or_else(|| format!("'{s}' is not a numeric id below 4294967295"))
+}
+
+/// One `-o` option, refused here (exit 2, naming it) when the mount would refuse it.
+fn parse_mount_option(s: &str) -> Result<String, String> {
+    crate::mount::check_options(&[s.to_owned()]).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
 }
 
 #[cfg(test)]
@@ -407,5 +458,74 @@ mod tests {
             panic!("expected local-vault")
         };
         assert_eq!(lv.throttle, Throttle(None));
+    }
+
+    fn refused(args: &[&str]) -> String {
+        let line = ["akvfs", "mount", "v", "m"].iter().chain(args);
+        match Cli::try_parse_from(line) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(error) => {
+                assert_eq!(error.exit_code(), 2, "{args:?}: usage error");
+                error.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn numeric_options_out_of_their_bounds_are_refused_naming_the_option() {
+        for (args, names) in [
+            (&["--threads", "0"][..], "--threads"),
+            (&["--threads", "1000"], "--threads"),
+            (&["--threads=-1"], "--threads"),
+            (&["--cache-size", "99999999999999999"], "--cache-size"),
+            (&["--cache-ttl", "400d"], "--cache-ttl"),
+            (&["--request-timeout", "0s"], "--request-timeout"),
+            (&["--delete-timeout", "0s"], "--delete-timeout"),
+            (&["--token-ttl", "1s"], "--token-ttl"),
+            (&["--uid", "4294967295"], "--uid"),
+            (&["--gid=-1"], "--gid"),
+        ] {
+            let message = refused(args);
+            assert!(message.contains(names), "{args:?}: {message}");
+        }
+        for args in [
+            &["--threads", "1"][..],
+            &["--threads", "256"],
+            &["--cache-ttl", "0s"],
+            &["--request-timeout", "3500ms"],
+            &["--token-ttl", "6s"],
+            &["--uid", "0"],
+        ] {
+            let line = ["akvfs", "mount", "v", "m"].iter().chain(args);
+            assert!(Cli::try_parse_from(line).is_ok(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn setuid_setgid_sticky_modes_and_suid_dev_options_are_refused() {
+        for mode in ["4755", "2755", "1777", "6700", "04600"] {
+            let message = refused(&["--file-mode", mode]);
+            assert!(
+                message.contains("--file-mode") && message.contains("setuid"),
+                "{message}"
+            );
+            let message = refused(&["--dir-mode", mode]);
+            assert!(message.contains("--dir-mode"), "{message}");
+        }
+        for option in ["suid", "exec,suid", "dev"] {
+            let message = refused(&["-o", option]);
+            assert!(message.contains("nosuid,nodev"), "{option}: {message}");
+        }
+        let line = expand_mount_options(
+            ["akvfs", "mount", "v", "m", "-o", "file_mode=4755"]
+                .map(OsString::from)
+                .into(),
+        );
+        assert_eq!(
+            Cli::try_parse_from(line).map_err(|e| e.exit_code()).err(),
+            Some(2)
+        );
+        let ok = Cli::try_parse_from(["akvfs", "mount", "v", "m", "-o", "nosuid,nodev,exec"]);
+        assert!(ok.is_ok());
     }
 }

@@ -37,6 +37,7 @@ pub fn errno(error: &FsError) -> Errno {
         FsError::AccessDenied { .. } => Errno::EACCES,
         FsError::ReadOnly { .. } => Errno::EROFS,
         FsError::TooLarge { .. } => Errno::EFBIG,
+        FsError::NoSpace { .. } => Errno::ENOSPC,
         FsError::Exists { .. } => Errno::EEXIST,
         FsError::Busy { .. } => Errno::EBUSY,
         FsError::NotPermitted { .. } => Errno::EPERM,
@@ -696,14 +697,18 @@ impl Filesystem for FuseAdapter {
     }
 
     /// `statvfs`: Key Vault's name limit as `f_namemax` (127), so tools that ask
-    /// (`pathconf(_PC_NAME_MAX)`, `getconf NAME_MAX`) know it. A vault has no byte or count
-    /// quota, so space and inodes are reported as plentiful and free, never as a full disk
-    /// that would make a careful program refuse to write. Answered here, without a vault call.
+    /// (`pathconf(_PC_NAME_MAX)`, `getconf NAME_MAX`) know it. The size and free space are
+    /// those of `--scratch-space`, the memory that files kept on this mount only may take
+    /// (a vault has no byte quota; values themselves are bounded per secret). A vault has no
+    /// count quota, so inodes are plentiful. Answered here, without a vault call.
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (limit, used) = self.fs.scratch_space();
+        let blocks = limit / u64::from(BLOCK_SIZE);
+        let free = limit.saturating_sub(used) / u64::from(BLOCK_SIZE);
         reply.statfs(
-            STATFS_BLOCKS,
-            STATFS_BLOCKS,
-            STATFS_BLOCKS,
+            blocks,
+            free,
+            free,
             STATFS_FILES,
             STATFS_FILES,
             BLOCK_SIZE,
@@ -788,8 +793,7 @@ impl Filesystem for FuseAdapter {
     }
 }
 
-/// `statfs` totals: 2^32 blocks of 4 KiB (16 TiB) and 2^32 inodes, all free.
-const STATFS_BLOCKS: u64 = 1 << 32;
+/// `statfs` inodes: 2^32, all free.
 const STATFS_FILES: u64 = 1 << 32;
 
 fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {

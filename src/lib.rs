@@ -13,3 +13,4 @@ pub mod mount;
 pub mod mount_helper;
 pub mod secret_value;
 pub mod vault;
+pub mod zeroing_alloc;

@@ -5,6 +5,10 @@ use std::io::Write;
 
 use clap::Parser;
 
+/// Freed memory is zeroed: secret values pass through buffers of libraries we do not own.
+#[global_allocator]
+static ALLOCATOR: akvfs::zeroing_alloc::ZeroOnFree = akvfs::zeroing_alloc::ZeroOnFree;
+
 fn main() -> std::process::ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args

@@ -65,12 +65,15 @@ fn parse_extra_options(extra: &[String]) -> io::Result<ParsedOptions> {
             None => (option, None),
         };
         let number = |value: Option<&str>| -> io::Result<u32> {
-            value.and_then(|v| v.parse().ok()).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("mount option {option:?} needs a number, e.g. {key}=1000"),
-                )
-            })
+            value
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n != u32::MAX)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("mount option {option:?} needs a number, e.g. {key}=1000"),
+                    )
+                })
         };
         match key {
             ""
@@ -91,10 +94,18 @@ fn parse_extra_options(extra: &[String]) -> io::Result<ParsedOptions> {
             "auto_unmount" => parsed.mount_options.push(MountOption::AutoUnmount),
             "uid" => parsed.uid = Some(number(value)?),
             "gid" => parsed.gid = Some(number(value)?),
-            "dev" => parsed.mount_options.push(MountOption::Dev),
-            "nodev" => parsed.mount_options.push(MountOption::NoDev),
-            "suid" => parsed.mount_options.push(MountOption::Suid),
-            "nosuid" => parsed.mount_options.push(MountOption::NoSuid),
+            // Always nosuid,nodev: whoever can set a secret must not plant a setuid program
+            // or a device node that another user then runs or opens.
+            "nodev" | "nosuid" => {}
+            "dev" | "suid" => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "mount option {option:?} is refused: akvfs always mounts nosuid,nodev \
+                         (anyone who can set a secret could otherwise plant a setuid program)"
+                    ),
+                ))
+            }
             "exec" => parsed.mount_options.push(MountOption::Exec),
             "noexec" => parsed.mount_options.push(MountOption::NoExec),
             "atime" => parsed.mount_options.push(MountOption::Atime),
@@ -107,7 +118,7 @@ fn parse_extra_options(extra: &[String]) -> io::Result<ParsedOptions> {
                     io::ErrorKind::InvalidInput,
                     format!(
                         "unknown mount option {option:?}; known: ro, rw, allow_other, allow_root, \
-                         auto_unmount, uid=N, gid=N, [no]dev, [no]suid, [no]exec, [no]atime, \
+                         auto_unmount, uid=N, gid=N, nodev, nosuid, [no]exec, [no]atime, \
                          sync, async, dirsync (and fstab-only ones such as noauto, _netdev)"
                     ),
                 ))
@@ -161,14 +172,6 @@ pub fn mount(
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
-    mount_options.retain(|o| {
-        !parsed.mount_options.iter().any(|p| {
-            matches!(
-                (o, p),
-                (MountOption::NoDev, MountOption::Dev) | (MountOption::NoSuid, MountOption::Suid)
-            )
-        })
-    });
     mount_options.extend(parsed.mount_options.iter().cloned());
     mount_options.push(if fs_config.read_only {
         MountOption::RO

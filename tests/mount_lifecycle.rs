@@ -311,7 +311,7 @@ fn a_start_that_fails_after_mounting_leaves_no_mount_behind() {
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg("ulimit -n 256 && exec \"$0\" mount local \"$1\" --data \"$2\" --threads 1000")
+        .arg("ulimit -n 64 && exec \"$0\" mount local \"$1\" --data \"$2\" --threads 256")
         .arg(akvfs_bin())
         .arg(&mountpoint)
         .arg(dir.path().join("data"));

@@ -23,6 +23,7 @@ use super::inode::{
     InodeTable, NodeKey, DELETED_DIR_INO, DELETED_DIR_NAME, ROOT_INO, VERSIONS_DIR_INO,
     VERSIONS_DIR_NAME,
 };
+use super::memory_budget::{Charge, MemoryBudget};
 use super::xattr::{self, XattrRefusal};
 use super::{
     is_transient, Attr, DeletedConflictPolicy, DirEntry, Entry, FileKind, FsConfig, FsError,
@@ -168,6 +169,7 @@ struct ScratchFile {
     /// A time set with `touch -d`/`utimes` (rsync's temporary file), carried over to the secret
     /// it is renamed over.
     utimes: Mutex<Option<SystemTime>>,
+    charge: Charge,
 }
 
 /// Scratch files are for editors, not storage: bounded so they cannot eat the daemon's memory.
@@ -239,6 +241,9 @@ struct Placeholder {
     ino: u64,
     name: String,
     created: SystemTime,
+    /// Held (never read) for its share of `--scratch-space`, given back with the last clone.
+    #[allow(dead_code)]
+    charge: Arc<Charge>,
 }
 
 /// The top directory's listing as last read, to recognise `ls -l` (a readdir followed by a
@@ -275,6 +280,8 @@ pub struct SecretFs {
     listings: Cache<Listing, VaultError>,
     inodes: Mutex<InodeTable>,
     placeholders: Mutex<HashMap<String, Placeholder>>,
+    /// Bounds scratch files, placeholders and unsaved writes (`--scratch-space`).
+    memory: Arc<MemoryBudget>,
     /// Scratch files by exact name.
     scratch: Mutex<HashMap<String, Arc<ScratchFile>>>,
     /// Secrets renamed to a scratch name (an editor's backup): hidden on this mount, never
@@ -325,6 +332,7 @@ impl SecretFs {
             capacity_bytes: usize::MAX,
             stale_if_error: config.stale_if_error,
         });
+        let memory = MemoryBudget::new(config.scratch_space);
         Arc::new_cyclic(|me| SecretFs {
             me: me.clone(),
             recent_listing: Mutex::new(None),
@@ -334,6 +342,7 @@ impl SecretFs {
             listings,
             inodes: Mutex::new(InodeTable::default()),
             placeholders: Mutex::new(HashMap::new()),
+            memory,
             scratch: Mutex::new(HashMap::new()),
             shadowed: Mutex::new(std::collections::HashSet::new()),
             files: Mutex::new(HashMap::new()),
@@ -509,6 +518,25 @@ impl SecretFs {
         }
     }
 
+    /// `(limit, used)` of the memory that files kept on this mount only may take
+    /// (`--scratch-space`): what `statfs` reports as the filesystem's size and free space.
+    pub fn scratch_space(&self) -> (u64, u64) {
+        (self.memory.limit(), self.memory.used())
+    }
+
+    fn no_space(&self, name: &str) -> FsError {
+        warn!(
+            name,
+            limit = self.memory.limit(),
+            "no space: files kept in memory on this mount (scratch files, new files not yet \
+             written, unsaved writes) reached --scratch-space"
+        );
+        FsError::NoSpace {
+            name: name.to_owned(),
+            limit: self.memory.limit(),
+        }
+    }
+
     fn scratch_entry(&self, file: &ScratchFile) -> Entry {
         let size = file.content.lock().len() as u64;
         let modified = *file.modified.lock();
@@ -600,10 +628,10 @@ impl SecretFs {
     async fn load_listing(&self) -> Result<Arc<Listing>, FsError> {
         self.load_listing_as(ALL_SECRETS, "secrets", || async {
             let items = self.store.list_properties_of_secrets().await?;
-            Ok(items
+            let listed = items
                 .into_iter()
-                .filter_map(|item| listed_from_item(item, None))
-                .collect())
+                .filter_map(|item| listed_from_item(item, None));
+            Ok(well_formed(listed, "secrets", None))
         })
         .await
     }
@@ -611,10 +639,10 @@ impl SecretFs {
     async fn load_deleted_listing(&self) -> Result<Arc<Listing>, FsError> {
         self.load_listing_as(DELETED_SECRETS, "deleted secrets", || async {
             let items = self.store.list_deleted_secrets().await?;
-            Ok(items
+            let listed = items
                 .into_iter()
-                .filter_map(|deleted| listed_from_item(deleted.item, deleted.deleted_date))
-                .collect())
+                .filter_map(|deleted| listed_from_item(deleted.item, deleted.deleted_date));
+            Ok(well_formed(listed, "deleted secrets", None))
         })
         .await
     }
@@ -663,18 +691,16 @@ impl SecretFs {
                     if items.is_empty() {
                         return Ok(None);
                     }
-                    let mut listed: Vec<ListedSecret> = items
-                        .into_iter()
-                        .filter_map(|item| {
-                            let id = SecretId::parse(item.id.as_deref()?)?;
-                            Some(ListedSecret {
-                                name: id.name,
-                                attributes: item.attributes.unwrap_or_default(),
-                                version: Some(id.version?),
-                                deleted_date: None,
-                            })
+                    let listed = items.into_iter().filter_map(|item| {
+                        let id = SecretId::parse(item.id.as_deref()?)?;
+                        Some(ListedSecret {
+                            name: id.name,
+                            attributes: item.attributes.unwrap_or_default(),
+                            version: Some(id.version?),
+                            deleted_date: None,
                         })
-                        .collect();
+                    });
+                    let mut listed = well_formed(listed, "secret versions", Some(name));
                     // Oldest first, so `ls .versions/NAME` reads as a history.
                     listed.sort_by_key(|l| l.attributes.created);
                     Ok(Some(Listing(listed)))
@@ -763,6 +789,54 @@ fn listed_from_item(item: SecretItem, deleted_date: Option<i64>) -> Option<Liste
         version: None,
         deleted_date,
     })
+}
+
+/// What a listing can show: a vault (or a man in the middle of a trusted TLS chain) could
+/// list names no secret can have (`.versions`, `.hidden`, `a/b`, `%2F`, 300 characters),
+/// versions that are not version ids, the same name twice in different case, or another
+/// secret's versions. Those are dropped, with one log line per listing.
+fn well_formed(
+    listed: impl Iterator<Item = ListedSecret>,
+    what: &str,
+    versions_of: Option<&str>,
+) -> Vec<ListedSecret> {
+    let mut seen = std::collections::HashSet::new();
+    let mut dropped: Vec<String> = Vec::new();
+    let kept = listed
+        .filter(|listed| {
+            let well_formed = is_valid_secret_name(&listed.name)
+                && versions_of.is_none_or(|owner| listed.name.eq_ignore_ascii_case(owner))
+                && listed.version.as_deref().is_none_or(is_valid_version_id);
+            let key = match &listed.version {
+                Some(version) => version.clone(),
+                None => listed.name.to_ascii_lowercase(),
+            };
+            let keep = well_formed && seen.insert(key);
+            if !keep {
+                dropped.push(match &listed.version {
+                    Some(version) => format!("{:?}/{version:?}", listed.name),
+                    None => format!("{:?}", listed.name),
+                });
+            }
+            keep
+        })
+        .collect();
+    if !dropped.is_empty() {
+        let examples: Vec<&str> = dropped.iter().take(5).map(String::as_str).collect();
+        warn!(
+            count = dropped.len(),
+            examples = examples.join(", ").as_str(),
+            "the vault listed {what} that cannot be shown (not a secret name or version id, \
+             a duplicate, or another secret's); dropped"
+        );
+    }
+    kept
+}
+
+/// Key Vault's version ids are 32 hexadecimal digits; accept any short alphanumeric id, never
+/// one that could be a path (`..`, `/`) or hide itself.
+fn is_valid_version_id(version: &str) -> bool {
+    (1..=64).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Names that cannot be secrets are not there (no vault call).

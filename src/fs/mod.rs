@@ -44,6 +44,7 @@
 mod content;
 mod core;
 mod inode;
+mod memory_budget;
 mod process;
 mod xattr;
 
@@ -84,6 +85,8 @@ pub struct FsConfig {
     pub gid: u32,
     pub file_mode: u16,
     pub dir_mode: u16,
+    /// Bytes of files held in memory only (scratch files, placeholders, unsaved writes).
+    pub scratch_space: u64,
 }
 
 impl Default for FsConfig {
@@ -103,6 +106,7 @@ impl Default for FsConfig {
             gid,
             file_mode: 0o600,
             dir_mode: 0o700,
+            scratch_space: 128 * 1024 * 1024,
         }
     }
 }
@@ -223,6 +227,8 @@ pub enum FsError {
     ReadOnly { name: String },
     #[error("value of {name} is beyond the maximum permitted length of 25600 characters")]
     TooLarge { name: String },
+    #[error("no space for {name}: files kept in memory only are bounded by --scratch-space ({limit} bytes)")]
+    NoSpace { name: String, limit: u64 },
     #[error("{name} already exists: {reason}")]
     Exists { name: String, reason: String },
     #[error("{name} is busy: {reason}")]

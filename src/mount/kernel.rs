@@ -361,10 +361,8 @@ fn mount_syscall(point: &Path, options: &[MountOption], allow_other: bool) -> io
                 data.push(',');
                 data.push_str(custom);
             }
-            MountOption::Dev => flags &= !libc::MS_NODEV,
-            MountOption::NoDev => flags |= libc::MS_NODEV,
-            MountOption::Suid => flags &= !libc::MS_NOSUID,
-            MountOption::NoSuid => flags |= libc::MS_NOSUID,
+            // Never dev or suid, whatever the caller asked (see `parse_extra_options`).
+            MountOption::Dev | MountOption::Suid | MountOption::NoDev | MountOption::NoSuid => {}
             MountOption::RO => flags |= libc::MS_RDONLY,
             MountOption::RW => flags &= !libc::MS_RDONLY,
             MountOption::Exec => flags &= !libc::MS_NOEXEC,
@@ -435,10 +433,9 @@ fn mount_fusermount(
                 "auto_unmount".into()
             }
             MountOption::DefaultPermissions => "default_permissions".into(),
-            MountOption::Dev => "dev".into(),
-            MountOption::NoDev => "nodev".into(),
-            MountOption::Suid => "suid".into(),
-            MountOption::NoSuid => "nosuid".into(),
+            // Never dev or suid (fusermount3 forces this for users; we do for everyone).
+            MountOption::Dev | MountOption::NoDev => "nodev".into(),
+            MountOption::Suid | MountOption::NoSuid => "nosuid".into(),
             MountOption::RO => "ro".into(),
             MountOption::RW => "rw".into(),
             MountOption::Exec => "exec".into(),

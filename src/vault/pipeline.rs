@@ -117,6 +117,9 @@ impl SendError {
     }
 }
 
+/// How long an unused connection stays open.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Builds the one HTTP client: rustls, system + webpki roots, plus `ca_file` when given. TLS
 /// verification is never turned off. Redirects are not followed (Key Vault does not redirect;
 /// following one could carry a token elsewhere).
@@ -135,7 +138,9 @@ pub fn build_http_client_with(
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
+        // An idle connection is closed (its buffers, which hold the last request and response,
+        // freed and so zeroed) soon after use: see the README, "Secrets in memory".
+        .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
         .tcp_keepalive(Duration::from_secs(60))
         .tls_built_in_root_certs(true);
     if no_proxy {

@@ -29,6 +29,8 @@ use crate::fs::process;
 /// The pending content of one secret file, shared by every handle that writes it.
 pub(super) struct SharedWrite {
     pub(super) state: tokio::sync::Mutex<WriteState>,
+    /// The pending content's share of `--scratch-space`.
+    charge: Charge,
     /// Size of the pending content: `stat` answers it without waiting for a commit in flight.
     pub(super) size: AtomicU64,
     /// Writable handles open on the file.
@@ -98,11 +100,12 @@ impl WriteState {
 }
 
 impl SharedWrite {
-    fn new(base: Option<Arc<SecretData>>) -> SharedWrite {
+    fn new(base: Option<Arc<SecretData>>, budget: &Arc<MemoryBudget>) -> SharedWrite {
         let content = base
             .as_ref()
             .map_or_else(|| Zeroizing::new(Vec::new()), |b| b.content.clone());
         SharedWrite {
+            charge: Charge::for_existing(budget, content.len()),
             size: AtomicU64::new(content.len() as u64),
             state: tokio::sync::Mutex::new(WriteState {
                 base,
@@ -375,6 +378,7 @@ impl SecretFs {
                 || state.base.as_ref().is_some_and(|b| !b.content.is_empty())
             {
                 state.content = Zeroizing::new(Vec::new());
+                shared.charge.resize(0);
                 state.dirty = true;
                 state.emptied_at_open = true;
                 state.failed = None;
@@ -437,7 +441,7 @@ impl SecretFs {
                 }
                 Ok(data) => Some(data),
                 Err(FsError::NotFound { .. }) => {
-                    self.add_placeholder(ino, key, name);
+                    self.add_placeholder(ino, key, name)?;
                     None
                 }
                 Err(error) => return Err(error),
@@ -446,7 +450,7 @@ impl SecretFs {
         let mut writes = self.writes.lock();
         let shared = writes
             .entry(ino)
-            .or_insert_with(|| Arc::new(SharedWrite::new(base)))
+            .or_insert_with(|| Arc::new(SharedWrite::new(base, &self.memory)))
             .clone();
         shared.handles.fetch_add(1, Ordering::SeqCst);
         Ok(shared)
@@ -459,16 +463,16 @@ impl SecretFs {
         Some(shared.clone())
     }
 
-    pub(super) fn add_placeholder(&self, ino: u64, key: &str, name: &str) -> Placeholder {
+    pub(super) fn add_placeholder(&self, ino: u64, key: &str, name: &str) -> Result<(), FsError> {
+        let charge = Charge::for_new_file(&self.memory).ok_or_else(|| self.no_space(name))?;
         let placeholder = Placeholder {
             ino,
             name: name.to_owned(),
             created: SystemTime::now(),
+            charge: Arc::new(charge),
         };
-        self.placeholders
-            .lock()
-            .insert(key.to_owned(), placeholder.clone());
-        placeholder
+        self.placeholders.lock().insert(key.to_owned(), placeholder);
+        Ok(())
     }
 
     /// Create `name` in `parent` and open it for writing. A name not in the vault becomes a
@@ -585,7 +589,7 @@ impl SecretFs {
             }
         }
         let ino = ino(name);
-        self.add_placeholder(ino, &key, name);
+        self.add_placeholder(ino, &key, name)?;
         let opened = self.open_secret(ino, key, name, write_mode).await?;
         Ok((self.getattr_as(ino, Some(opened.fh), 0).await?, opened))
     }
@@ -607,7 +611,7 @@ impl SecretFs {
                 name,
                 "scratch file kept in memory only (Key Vault cannot hold this name)"
             );
-            self.insert_scratch(name, Zeroizing::new(Vec::new()));
+            self.insert_scratch(name, Zeroizing::new(Vec::new()))?;
         }
         let opened = self.open_scratch(
             name,
@@ -628,7 +632,14 @@ impl SecretFs {
         })
     }
 
-    pub(super) fn insert_scratch(&self, name: &str, content: Zeroizing<Vec<u8>>) {
+    pub(super) fn insert_scratch(
+        &self,
+        name: &str,
+        content: Zeroizing<Vec<u8>>,
+    ) -> Result<(), FsError> {
+        let charge = Charge::for_new_file(&self.memory)
+            .filter(|charge| charge.resize(content.len()))
+            .ok_or_else(|| self.no_space(name))?;
         let ino = self
             .inodes
             .lock()
@@ -640,8 +651,10 @@ impl SecretFs {
                 content: Mutex::new(content),
                 modified: Mutex::new(SystemTime::now()),
                 utimes: Mutex::new(None),
+                charge,
             }),
         );
+        Ok(())
     }
 
     pub async fn read(
@@ -738,6 +751,9 @@ impl SecretFs {
                         name: file.name.clone(),
                     });
                 };
+                if !scratch.charge.resize(candidate.len()) {
+                    return Err(self.no_space(&file.name));
+                }
                 *content = candidate;
                 *scratch.modified.lock() = SystemTime::now();
                 drop(content);
@@ -765,6 +781,11 @@ impl SecretFs {
                 name: file.name.clone(),
             });
         };
+        if !shared.charge.resize(candidate.len()) {
+            // Like EFBIG: what was written so far must not become a partial secret.
+            state.poisoned = true;
+            return Err(self.no_space(&file.name));
+        }
         shared.size.store(candidate.len() as u64, Ordering::SeqCst);
         state.content = candidate;
         state.dirty = true;
@@ -798,6 +819,9 @@ impl SecretFs {
                     });
                 }
                 let mut content = scratch.content.lock();
+                if !scratch.charge.resize(size) {
+                    return Err(self.no_space(&file.name));
+                }
                 *content = resized_copy(&content, size);
                 *scratch.modified.lock() = SystemTime::now();
                 return Ok(());
@@ -815,6 +839,9 @@ impl SecretFs {
             return Err(FsError::TooLarge {
                 name: file.name.clone(),
             });
+        }
+        if !shared.charge.resize(size) {
+            return Err(self.no_space(&file.name));
         }
         shared.size.store(size as u64, Ordering::SeqCst);
         state.content = truncated;

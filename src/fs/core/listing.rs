@@ -93,15 +93,19 @@ impl SecretFs {
                 }
                 drop(inodes);
                 let shadowed = self.shadowed.lock().clone();
-                names.retain(|(_, kind, name)| {
-                    *kind == FileKind::Directory || !shadowed.contains(&name.to_ascii_lowercase())
-                });
                 let scratch: Vec<(String, u64)> = self
                     .scratch
                     .lock()
                     .iter()
                     .map(|(name, file)| (name.clone(), file.ino))
                     .collect();
+                // A scratch file (a tool's temporary) named like a secret listed since is
+                // what lookup finds: one entry, the scratch file's.
+                names.retain(|(_, kind, name)| {
+                    *kind == FileKind::Directory
+                        || !(shadowed.contains(&name.to_ascii_lowercase())
+                            || scratch.iter().any(|(scratch, _)| scratch == name))
+                });
                 for (name, ino) in scratch {
                     names.push((ino, FileKind::File, name));
                 }

@@ -176,13 +176,16 @@ impl SecretFs {
             // Keep the scratch file's inode in step with the table (a scratch file renamed
             // keeps its own, and its open handles).
             if let Some(file) = scratch.filter(|file| file.ino != ino) {
+                let content = Zeroizing::new(file.content.lock().to_vec());
+                let charge = Charge::for_existing(&self.memory, content.len());
                 self.scratch.lock().insert(
                     new_name.to_owned(),
                     Arc::new(ScratchFile {
                         ino,
-                        content: Mutex::new(Zeroizing::new(file.content.lock().to_vec())),
+                        content: Mutex::new(content),
                         modified: Mutex::new(*file.modified.lock()),
                         utimes: Mutex::new(*file.utimes.lock()),
+                        charge,
                     }),
                 );
             }
@@ -266,8 +269,13 @@ impl SecretFs {
             });
         }
         let Some(target) = target else {
-            self.placeholders.lock().remove(&new_key);
-            self.add_placeholder(placeholder.ino, &new_key, new_name);
+            let renamed = Placeholder {
+                name: new_name.to_owned(),
+                ..placeholder.clone()
+            };
+            let mut placeholders = self.placeholders.lock();
+            placeholders.remove(&new_key);
+            placeholders.insert(new_key, renamed);
             return Ok(());
         };
         if !target.enabled {
@@ -404,12 +412,16 @@ impl SecretFs {
             });
         }
         let key = name.to_ascii_lowercase();
-        if self.placeholders.lock().remove(&key).is_some() {
-            self.insert_scratch(new_name, Zeroizing::new(Vec::new()));
-            return Ok(());
+        let placeholder = self.placeholders.lock().remove(&key);
+        if let Some(placeholder) = placeholder {
+            let moved = self.insert_scratch(new_name, Zeroizing::new(Vec::new()));
+            if moved.is_err() {
+                self.placeholders.lock().insert(key, placeholder);
+            }
+            return moved;
         }
         let data = self.readable_secret(name).await?;
-        self.insert_scratch(new_name, Zeroizing::new(data.content.to_vec()));
+        self.insert_scratch(new_name, Zeroizing::new(data.content.to_vec()))?;
         self.shadowed.lock().insert(key);
         info!(
             secret = name,
