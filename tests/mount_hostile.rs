@@ -43,11 +43,38 @@ const HOSTILE: [&str; 8] = [
     "junk500",
 ];
 
+/// Listed names no secret can have (each as the id's path segment), and case duplicates of
+/// `good`: a vault or a man in the middle could list them; none may reach `readdir`.
+const BAD_NAMES: [&str; 9] = [
+    ".versions",
+    ".deleted",
+    ".hidden",
+    "..",
+    "a%2Fb",
+    "with%20space",
+    "GOOD",
+    "Good",
+    // 300 characters: over the 127 of a name.
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+];
+
+/// `good`'s versions: one real id, then a duplicate, ids that are not version ids, and a
+/// version of another secret.
+const BAD_VERSIONS: [&str; 5] = [
+    "good/0123456789abcdef0123456789abcdef",
+    "good/0123456789abcdef0123456789abcdef",
+    "good/..",
+    "good/%2E%2E",
+    "other/fedcba9876543210fedcba9876543210",
+];
+
 #[derive(Default)]
 struct Hostile {
     port: u16,
     /// Variant: listings carry a `nextLink` to another host.
     foreign_next_link: AtomicBool,
+    /// Variant: listings hold names no secret can have, and case duplicates.
+    bad_names: AtomicBool,
     /// Requests per path.
     hits: Mutex<HashMap<String, usize>>,
 }
@@ -128,6 +155,17 @@ async fn handle(
         .collect::<Vec<_>>()
         .as_slice()
     {
+        ["secrets"] | ["deletedsecrets"] if s.bad_names.load(Ordering::SeqCst) => {
+            let items: Vec<_> = std::iter::once("good")
+                .chain(BAD_NAMES)
+                .map(|n| item(&s, n))
+                .collect();
+            json(200, serde_json::json!({"value": items, "nextLink": null}))
+        }
+        ["secrets", "good", "versions"] if s.bad_names.load(Ordering::SeqCst) => {
+            let items: Vec<_> = BAD_VERSIONS.iter().map(|v| item(&s, v)).collect();
+            json(200, serde_json::json!({"value": items, "nextLink": null}))
+        }
         ["secrets"] => {
             let names: Vec<&str> = std::iter::once("good").chain(HOSTILE).collect();
             let check = query.contains("maxresults=1");
@@ -327,5 +365,45 @@ fn a_foreign_next_link_fails_the_listing_without_hanging() {
     );
     // One page, and the foreign link never followed (nor retried).
     assert_eq!(server.state.hits("/secrets") - lists_before, 1);
+    assert_healthy(&mut m);
+}
+
+#[test]
+fn names_no_secret_can_have_and_case_duplicates_never_reach_readdir() {
+    let server = Server::start();
+    server.state.bad_names.store(true, Ordering::SeqCst);
+    let mut m = server.mount();
+    assert_eq!(
+        sh_ok(&m.mountpoint, "ls -a"),
+        ".\n..\n.deleted\n.versions\ngood\n",
+        "one of each view, `good` once"
+    );
+    assert_eq!(sh_ok(&m.mountpoint, "ls -a .deleted"), ".\n..\ngood\n");
+    assert_eq!(sh_ok(&m.mountpoint, "ls .versions"), "good\n");
+    assert_eq!(
+        sh_ok(&m.mountpoint, "ls -a .versions/good"),
+        ".\n..\n0123456789abcdef0123456789abcdef\n"
+    );
+    let log = m.log_text();
+    let dropped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot be shown"))
+        .collect();
+    assert_eq!(
+        dropped.len(),
+        3,
+        "one line per listing (secrets, deleted, versions):\n{log}"
+    );
+    assert!(
+        dropped.iter().any(|l| l.contains("count=9")),
+        "the nine bad names are counted: {dropped:?}"
+    );
+    assert!(
+        dropped.iter().any(|l| l.contains("count=4")),
+        "the four bad versions are counted: {dropped:?}"
+    );
+    // The listing is cached: a second `ls` logs nothing new.
+    sh_ok(&m.mountpoint, "ls -a");
+    assert_eq!(m.log_text().matches("cannot be shown").count(), 3);
     assert_healthy(&mut m);
 }

@@ -628,9 +628,7 @@ impl SecretFs {
     async fn load_listing(&self) -> Result<Arc<Listing>, FsError> {
         self.load_listing_as(ALL_SECRETS, "secrets", || async {
             let items = self.store.list_properties_of_secrets().await?;
-            let listed = items
-                .into_iter()
-                .filter_map(|item| listed_from_item(item, None));
+            let listed = items.into_iter().map(|item| listed_from_item(item, None));
             Ok(well_formed(listed, "secrets", None))
         })
         .await
@@ -641,7 +639,7 @@ impl SecretFs {
             let items = self.store.list_deleted_secrets().await?;
             let listed = items
                 .into_iter()
-                .filter_map(|deleted| listed_from_item(deleted.item, deleted.deleted_date));
+                .map(|deleted| listed_from_item(deleted.item, deleted.deleted_date));
             Ok(well_formed(listed, "deleted secrets", None))
         })
         .await
@@ -691,7 +689,7 @@ impl SecretFs {
                     if items.is_empty() {
                         return Ok(None);
                     }
-                    let listed = items.into_iter().filter_map(|item| {
+                    let listed = items.into_iter().map(|item| {
                         let id = SecretId::parse(item.id.as_deref()?)?;
                         Some(ListedSecret {
                             name: id.name,
@@ -780,7 +778,7 @@ impl SecretFs {
     }
 }
 
-/// A listed item as the views need it; items without a parsable id are skipped.
+/// A listed item as the views need it; `None` for an item without a parsable id.
 fn listed_from_item(item: SecretItem, deleted_date: Option<i64>) -> Option<ListedSecret> {
     let id = SecretId::parse(item.id.as_deref()?)?;
     Some(ListedSecret {
@@ -796,36 +794,39 @@ fn listed_from_item(item: SecretItem, deleted_date: Option<i64>) -> Option<Liste
 /// versions that are not version ids, the same name twice in different case, or another
 /// secret's versions. Those are dropped, with one log line per listing.
 fn well_formed(
-    listed: impl Iterator<Item = ListedSecret>,
+    listed: impl Iterator<Item = Option<ListedSecret>>,
     what: &str,
     versions_of: Option<&str>,
 ) -> Vec<ListedSecret> {
     let mut seen = std::collections::HashSet::new();
     let mut dropped: Vec<String> = Vec::new();
-    let kept = listed
-        .filter(|listed| {
-            let well_formed = is_valid_secret_name(&listed.name)
-                && versions_of.is_none_or(|owner| listed.name.eq_ignore_ascii_case(owner))
-                && listed.version.as_deref().is_none_or(is_valid_version_id);
-            let key = match &listed.version {
-                Some(version) => version.clone(),
-                None => listed.name.to_ascii_lowercase(),
-            };
-            let keep = well_formed && seen.insert(key);
-            if !keep {
-                dropped.push(match &listed.version {
-                    Some(version) => format!("{:?}/{version:?}", listed.name),
-                    None => format!("{:?}", listed.name),
-                });
-            }
-            keep
-        })
-        .collect();
+    let mut kept = Vec::new();
+    for listed in listed {
+        let Some(listed) = listed else {
+            dropped.push("(an id that is not a secret's)".into());
+            continue;
+        };
+        let well_formed = is_valid_secret_name(&listed.name)
+            && versions_of.is_none_or(|owner| listed.name.eq_ignore_ascii_case(owner))
+            && listed.version.as_deref().is_none_or(is_valid_version_id);
+        let key = match &listed.version {
+            Some(version) => version.clone(),
+            None => listed.name.to_ascii_lowercase(),
+        };
+        if well_formed && seen.insert(key) {
+            kept.push(listed);
+        } else {
+            dropped.push(match &listed.version {
+                Some(version) => format!("{:?}/{version:?}", listed.name),
+                None => format!("{:?}", listed.name),
+            });
+        }
+    }
     if !dropped.is_empty() {
         let examples: Vec<&str> = dropped.iter().take(5).map(String::as_str).collect();
         warn!(
             count = dropped.len(),
-            examples = examples.join(", ").as_str(),
+            examples = %examples.join(", "),
             "the vault listed {what} that cannot be shown (not a secret name or version id, \
              a duplicate, or another secret's); dropped"
         );
