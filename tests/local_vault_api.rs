@@ -606,7 +606,7 @@ async fn name_rule_and_value_limit_answer_bad_parameter() {
     assert_eq!(s, 400);
     assert_eq!(
         body,
-        json!({"error":{"code":"BadParameter","message":"Secret is beyond the maximum permitted length of 25600 characters."}})
+        json!({"error":{"code":"BadParameter","message":"Secret is beyond the maximum permitted length of 25600 characters.","innererror":{"code":"SecretTooLarge"}}})
     );
     let (s, _) = tv
         .call(

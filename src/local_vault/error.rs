@@ -3,6 +3,8 @@
 
 use axum::http::StatusCode;
 
+use crate::vault::model::MAX_SECRET_VALUE_CHARS;
+
 /// An error answer of the data plane. Built by the store and the handlers, rendered in `api`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -32,6 +34,16 @@ impl ApiError {
 
     pub fn bad_parameter(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "BadParameter", message)
+    }
+
+    /// A value over the service's limit. The message is the service's; the inner error code
+    /// `SecretTooLarge` is what the issue reports the service sending (no recording shows it:
+    /// unconfirmed).
+    pub fn secret_too_large() -> Self {
+        ApiError::bad_parameter(format!(
+            "Secret is beyond the maximum permitted length of {MAX_SECRET_VALUE_CHARS} characters."
+        ))
+        .with_inner("SecretTooLarge")
     }
 
     pub fn unauthorized() -> Self {

@@ -12,6 +12,23 @@ use crate::secret_value::SecretValue;
 /// The service's limit on a stored value, counted in characters: "Secret is beyond the maximum
 /// permitted length of 25600 characters."
 pub const MAX_SECRET_VALUE_CHARS: usize = 25_600;
+/// How long `value` is for the service's limit ([`MAX_SECRET_VALUE_CHARS`]): its length in
+/// UTF-16 code units. The service is .NET, whose `string.Length` counts UTF-16 code units, so a
+/// character outside the Basic Multilingual Plane (an emoji) counts twice: 25,600 emoji are
+/// 51,200 units. Unconfirmed against the live service (no recording sends such a value); it is
+/// the stricter reading, so a value accepted here is accepted there. The local vault's set and
+/// seed checks, the in-memory store and the mount's EFBIG check all count with this function.
+pub fn value_length_in_service_units(value: &str) -> usize {
+    value.encode_utf16().count()
+}
+
+/// Whether `value` is within the service's limit, counted as [`value_length_in_service_units`].
+pub fn value_within_service_limit(value: &str) -> bool {
+    // UTF-16 units never exceed UTF-8 bytes: skip counting when the bytes fit.
+    value.len() <= MAX_SECRET_VALUE_CHARS
+        || value_length_in_service_units(value) <= MAX_SECRET_VALUE_CHARS
+}
+
 /// Longest secret name.
 pub const MAX_SECRET_NAME_LEN: usize = 127;
 /// Longest `contentType`.
@@ -232,6 +249,24 @@ impl SecretId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_measured_in_utf16_code_units_as_the_service_counts() {
+        assert_eq!(value_length_in_service_units("abc"), 3);
+        assert_eq!(value_length_in_service_units("é€"), 2);
+        assert_eq!(value_length_in_service_units("😀"), 2);
+        let emoji = "😀".repeat(MAX_SECRET_VALUE_CHARS);
+        assert_eq!(value_length_in_service_units(&emoji), 51_200);
+        assert!(!value_within_service_limit(&emoji));
+        assert!(value_within_service_limit(&"😀".repeat(12_800)));
+        assert!(!value_within_service_limit(&"😀".repeat(12_801)));
+        assert!(value_within_service_limit(
+            &"€".repeat(MAX_SECRET_VALUE_CHARS)
+        ));
+        assert!(!value_within_service_limit(
+            &"a".repeat(MAX_SECRET_VALUE_CHARS + 1)
+        ));
+    }
 
     #[test]
     fn names_follow_the_service_rule() {

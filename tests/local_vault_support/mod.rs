@@ -110,6 +110,38 @@ impl TestVault {
         (status, resp.json().await.expect("token json"))
     }
 
+    /// An admin request with the admin token and a raw body: `(status, JSON body or Null)`.
+    pub async fn admin_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.vault.vault_url()))
+            .bearer_auth(self.vault.env().admin_token.expose())
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("admin request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// An admin request with the admin token and a JSON body (or none).
+    pub async fn admin_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let text = body.map(|b| b.to_string()).unwrap_or_default();
+        self.admin_text(method, path, &text).await
+    }
+
     pub fn admin(&self) -> AdminClient {
         AdminClient::new(self.vault.env()).expect("admin client")
     }

@@ -17,7 +17,7 @@ use crate::local_vault::auth::{self};
 use crate::local_vault::error::ApiError;
 use crate::local_vault::store::{NewVersion, Now};
 use crate::local_vault::Shared;
-use crate::vault::model::{is_valid_secret_name, MAX_SECRET_VALUE_CHARS};
+use crate::vault::model::{is_valid_secret_name, value_within_service_limit};
 
 pub(super) async fn admin(st: &Arc<Shared>, path: String, req: Request) -> Response {
     let authorized = req
@@ -140,8 +140,8 @@ async fn seed_secrets(st: &Arc<Shared>, seed: SeedRequest) -> Response {
         ))
         .into_response();
     }
-    if seed.value.char_count() > MAX_SECRET_VALUE_CHARS {
-        return ApiError::bad_parameter("seed value is over the service limit").into_response();
+    if !value_within_service_limit(seed.value.expose()) {
+        return ApiError::secret_too_large().into_response();
     }
     let now = Now {
         ms: st.clock.now_ms(),

@@ -19,8 +19,8 @@ use crate::local_vault::store::{NewVersion, Now, VersionUpdate};
 use crate::local_vault::Shared;
 use crate::secret_value::SecretValue;
 use crate::vault::model::{
-    is_valid_secret_name, SecretSetParameters, SecretUpdateParameters, MAX_CONTENT_TYPE_LEN,
-    MAX_PAGE_SIZE, MAX_SECRET_VALUE_CHARS,
+    is_valid_secret_name, value_within_service_limit, SecretSetParameters, SecretUpdateParameters,
+    MAX_CONTENT_TYPE_LEN, MAX_PAGE_SIZE,
 };
 
 /// The api-versions the service knows: 7.0 … 7.6 (and their previews), 2016-10-01, and date
@@ -288,10 +288,8 @@ pub(super) async fn vault_op(
 }
 
 pub(super) fn validate_set(p: SecretSetParameters) -> Result<NewVersion, ApiError> {
-    if p.value.char_count() > MAX_SECRET_VALUE_CHARS {
-        return Err(ApiError::bad_parameter(format!(
-            "Secret is beyond the maximum permitted length of {MAX_SECRET_VALUE_CHARS} characters."
-        )));
+    if !value_within_service_limit(p.value.expose()) {
+        return Err(ApiError::secret_too_large());
     }
     check_content_type(p.content_type.as_deref())?;
     check_tags(p.tags.as_ref())?;
