@@ -37,3 +37,188 @@ async fn a_value_over_the_limit_in_utf16_units_is_secret_too_large() {
     assert_eq!(resp.0, 400);
     assert_eq!(error_code(&resp.1).1, Some("SecretTooLarge"));
 }
+
+/// Every admin body is validated: a missing, unknown or mistyped field is 400 naming the field
+/// (never quoting the value) and changes nothing; `{}` as a fault rule, which used to match
+/// first and hide every later rule, is refused.
+#[tokio::test]
+async fn admin_bodies_are_validated_and_errors_name_the_field() {
+    let tv = TestVault::start().await;
+    let (s, _) = tv.put("f", "v").await;
+    assert_eq!(s, 200);
+    let cases: &[(Method, &str, &str, &str)] = &[
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            "{}",
+            "`status`, `drop_connection` or `latency_ms`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            r#"{"operation":"get_secret"}"#,
+            "`status`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            r#"{"status":503,"stauts":1}"#,
+            "unknown field `stauts`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            r#"{"status":"hunter2"}"#,
+            "`status` must be u16",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            r#"{"status":503,"count":0}"#,
+            "`count`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            r#"{"latency_ms":5,"retry_after":1}"#,
+            "`retry_after`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            r#"{"status":503,"drop_connection":true}"#,
+            "`drop_connection`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/faults",
+            r#"{"status":503,"rate":0}"#,
+            "`rate`",
+        ),
+        (Method::POST, "/_akvfs/faults", "", "missing"),
+        (
+            Method::POST,
+            "/_akvfs/clock/advance",
+            "{}",
+            "missing field `seconds`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/clock/advance",
+            r#"{"seconds":1,"days":1}"#,
+            "unknown field `days`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/clock/advance",
+            r#"{"seconds":"hunter2"}"#,
+            "`seconds` must be i64",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/paging",
+            "{}",
+            "missing field `short_pages`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/seed",
+            r#"{"prefix":"a","count":1}"#,
+            "missing field `value`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/seed",
+            r#"{"prefix":"a","count":0,"value":"hunter2"}"#,
+            "`count`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/seed",
+            r#"{"prefix":"a_","count":1,"value":"hunter2"}"#,
+            "`prefix`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/seed",
+            r#"{"prefix":"a","count":1,"value":"v","tags":{}}"#,
+            "unknown field `tags`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/principals",
+            "{}",
+            "missing field `permissions`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/principals",
+            r#"{"permissions":["gte"]}"#,
+            "`permissions`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/principals/certificates",
+            "{}",
+            "missing field `client_id`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/federated-token",
+            r#"{"clientid":"x"}"#,
+            "unknown field `clientid`",
+        ),
+        (
+            Method::POST,
+            "/_akvfs/federated-token",
+            r#"{"lifetime_seconds":0}"#,
+            "`lifetime_seconds`",
+        ),
+        (Method::POST, "/_akvfs/reset", r#"{"all":true}"#, "no body"),
+        (Method::POST, "/_akvfs/counters/reset", "[1]", "no body"),
+        (
+            Method::DELETE,
+            "/_akvfs/faults",
+            r#"{"operation":"get_secret"}"#,
+            "no body",
+        ),
+    ];
+    for (method, path, body, needle) in cases {
+        let (s, answer) = tv.admin_text(method.clone(), path, body).await;
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(s, 400, "{method} {path} {body}: {answer}");
+        assert_eq!(error_code(&answer).0, "BadParameter", "{path} {body}");
+        assert!(
+            message.contains(needle),
+            "{path} {body}: {message:?} lacks {needle:?}"
+        );
+        assert!(
+            !message.contains("hunter2"),
+            "{path} {body}: value quoted: {message}"
+        );
+    }
+    // Nothing above changed anything: the secret is there, and the first real fault rule fires.
+    assert_eq!(tv.get("/secrets/f").await.0, 200);
+    let (s, _) = tv
+        .admin_raw(
+            Method::POST,
+            "/_akvfs/faults",
+            Some(json!({"operation":"get_secret","status":503,"count":1})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(tv.get("/secrets/f").await.0, 503);
+    assert_eq!(tv.get("/secrets/f").await.0, 200);
+    // Endpoints without a body accept none, or {}.
+    for (method, path) in [
+        (Method::POST, "/_akvfs/counters/reset"),
+        (Method::DELETE, "/_akvfs/faults"),
+    ] {
+        assert_eq!(
+            tv.admin_text(method.clone(), path, "").await.0,
+            200,
+            "{path}"
+        );
+        assert_eq!(tv.admin_text(method, path, " {} ").await.0, 200, "{path}");
+    }
+}

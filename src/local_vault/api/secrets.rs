@@ -113,10 +113,15 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::internal("The local vault's storage task failed."))?
 }
 
-pub(super) async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+/// The request body, at most [`MAX_BODY_BYTES`] (possibly empty).
+pub(super) async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
         .await
-        .map_err(|_| ApiError::bad_parameter("The request body is too large or unreadable."))?;
+        .map_err(|_| ApiError::bad_parameter("The request body is too large or unreadable."))
+}
+
+pub(super) async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+    let bytes = read_body(req).await?;
     if bytes.is_empty() {
         return Err(ApiError::bad_parameter("The request body is missing."));
     }
