@@ -144,15 +144,21 @@ fn local_vault_config(args: &LocalVaultArgs) -> Result<LocalVaultConfig> {
 
 fn run_local_vault(args: LocalVaultArgs) -> Result<()> {
     let config = local_vault_config(&args)?;
+    let print_env = args.print_env;
     let rt = runtime()?;
     rt.block_on(async move {
         let listen = config.listen;
         let vault = LocalVault::start(config)
             .await
             .with_context(|| format!("cannot start the local vault on {listen}"))?;
-        // What a client needs, as in DIR/env; `source DIR/env` is the usual way to use it.
-        print!("{}", vault.env().to_env_file());
-        println!("# written to {}", vault.env_file().display());
+        // What a client needs is in DIR/env; standard output (journals, CI logs) gets its path
+        // and the values that are not secret, unless --print-env asks for everything.
+        if print_env {
+            print!("{}", vault.env().to_env_file());
+            println!("# written to {}", vault.env_file().display());
+        } else {
+            print!("{}", vault.env().public_summary(vault.env_file()));
+        }
         tracing::info!(url = vault.vault_url(), "local vault ready");
         wait_for_termination().await?;
         tracing::info!("shutting down the local vault");

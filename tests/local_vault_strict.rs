@@ -4,9 +4,63 @@
 
 mod local_vault_support;
 
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use akvfs::local_vault::LocalVaultEnv;
 use local_vault_support::{error_code, TestVault};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
+
+/// `akvfs local-vault --listen 127.0.0.1:0 --data DATA EXTRA…` under `umask UMASK`, standard
+/// output piped, standard error to `DATA.log`.
+fn spawn_vault(umask: &str, data: &Path, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(data.with_extension("log")).expect("log file");
+    Command::new("sh")
+        .args(["-c", r#"umask "$1"; shift; exec "$@""#, "sh", umask])
+        .arg(env!("CARGO_BIN_EXE_akvfs"))
+        .args(["local-vault", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn akvfs local-vault")
+}
+
+/// Waits for `DATA/env` (the vault is serving once it is there).
+fn wait_for_env(child: &mut Child, data: &Path) -> LocalVaultEnv {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(env) = LocalVaultEnv::read_env_file(&data.join("env")) {
+            return env;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "local-vault exited with {status}: {}",
+                std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "local-vault did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM, wait, and everything it printed on standard output.
+fn stop(mut child: Child) -> String {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut out).expect("read stdout");
+    }
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "local-vault stopped with {status}");
+    out
+}
 
 /// The service counts a value's length in UTF-16 code units (.NET): 25,600 emoji are 51,200
 /// units, over the limit, although they are 25,600 characters.
@@ -220,5 +274,40 @@ async fn admin_bodies_are_validated_and_errors_name_the_field() {
             "{path}"
         );
         assert_eq!(tv.admin_text(method, path, " {} ").await.0, 200, "{path}");
+    }
+}
+
+/// Standard output ends up in journals and CI logs: `akvfs local-vault` prints the env file's
+/// path and the values that are not secret; `--print-env` prints everything.
+#[test]
+fn local_vault_prints_no_secret_unless_print_env() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for print_env in [false, true] {
+        let data = dir.path().join(format!("lv-{print_env}"));
+        let extra: &[&str] = if print_env { &["--print-env"] } else { &[] };
+        let mut child = spawn_vault("077", &data, extra);
+        let env = wait_for_env(&mut child, &data);
+        let out = stop(child);
+        let env_path = data.join("env").display().to_string();
+        assert!(out.contains(&env_path), "the env file's path:\n{out}");
+        for public in [
+            &env.vault_url,
+            &env.tenant_id,
+            &env.client_id,
+            &env.identity_endpoint,
+        ] {
+            assert!(out.contains(public.as_str()), "{public} missing:\n{out}");
+        }
+        for (what, secret) in [
+            ("client secret", env.client_secret.expose()),
+            ("admin token", env.admin_token.expose()),
+            ("identity header", env.identity_header.expose()),
+        ] {
+            assert_eq!(
+                out.contains(secret),
+                print_env,
+                "{what} on stdout with print_env={print_env}"
+            );
+        }
     }
 }
