@@ -55,10 +55,8 @@ fn init_logging(args: &LoggingArgs) -> Result<()> {
         .log_internal_errors(false);
     let result = match (&args.log_file, args.log_format) {
         (Some(path), format) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            // Created 0600 whatever the umask (an existing regular file is made 0600 too).
+            let file = crate::local_vault::open_log_file(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
             let builder = builder
                 .with_writer(std::sync::Mutex::new(file))

@@ -17,6 +17,8 @@ use serde_json::json;
 /// `akvfs local-vault --listen 127.0.0.1:0 --data DATA EXTRA…` under `umask UMASK`, standard
 /// output piped, standard error to `DATA.log`.
 fn spawn_vault(umask: &str, data: &Path, extra: &[&str]) -> Child {
+    // A stale env file of an earlier run must not pass for this one's.
+    let _ = std::fs::remove_file(data.join("env"));
     let log = std::fs::File::create(data.with_extension("log")).expect("log file");
     Command::new("sh")
         .args(["-c", r#"umask "$1"; shift; exec "$@""#, "sh", umask])
@@ -309,5 +311,140 @@ fn local_vault_prints_no_secret_unless_print_env() {
                 "{what} on stdout with print_env={print_env}"
             );
         }
+    }
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Every file in the data directory, and the log, with its mode.
+fn modes(data: &Path, log: &Path) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = std::fs::read_dir(data)
+        .expect("read data dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                mode_of(&e.path()),
+            )
+        })
+        .collect();
+    out.push(("--log-file".into(), mode_of(log)));
+    out.push((".".into(), mode_of(data)));
+    out.sort();
+    out
+}
+
+fn expected_mode(name: &str) -> u32 {
+    match name {
+        "." => 0o700,
+        "ca.pem" | "tls.pem" | "tls.names" => 0o644,
+        _ => 0o600,
+    }
+}
+
+/// Under `umask 000`, every file the local vault makes has its explicit mode (secret material
+/// 0600, certificates 0644), and files kept from an earlier start get it back.
+#[test]
+fn under_umask_000_every_file_gets_its_explicit_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("lv");
+    let log = dir.path().join("vault.log");
+    let log_arg = log.display().to_string();
+    let run = |data: &Path| {
+        let mut child = spawn_vault("000", data, &["--log-file", &log_arg]);
+        let env = wait_for_env(&mut child, data);
+        // A write and a backup, so the database's WAL and every key file exist.
+        let tv_http = local_vault_support::http_client(&env);
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let token = local_vault_support::get_token(&tv_http, &env, &env.vault_url).await;
+            for path in ["/secrets/a", "/secrets/a/backup"] {
+                let method = if path.ends_with("backup") {
+                    Method::POST
+                } else {
+                    Method::PUT
+                };
+                let resp = tv_http
+                    .request(
+                        method,
+                        format!("{}{path}?{}", env.vault_url, local_vault_support::API),
+                    )
+                    .bearer_auth(&token)
+                    .json(&json!({"value": "v"}))
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(resp.status(), 200, "{path}");
+            }
+        });
+        let found = modes(data, &log);
+        stop(child);
+        found
+    };
+    let first = run(&data);
+    let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    for name in [
+        "ca.pem",
+        "ca-key.pem",
+        "tls.pem",
+        "tls-key.pem",
+        "env",
+        "lock",
+        "vault.db",
+    ] {
+        assert!(names.contains(&name), "{name} not made: {names:?}");
+    }
+    for (name, mode) in &first {
+        assert_eq!(
+            *mode,
+            expected_mode(name),
+            "{name}: {mode:04o} (all: {first:?})"
+        );
+    }
+    // Widen everything, as an older version under umask 000 left it: the next start narrows it.
+    for (name, _) in &first {
+        let path = match name.as_str() {
+            "--log-file" => log.clone(),
+            "." => continue,
+            _ => data.join(name),
+        };
+        use std::os::unix::fs::PermissionsExt;
+        // (SQLite removes its WAL and SHM files at a clean stop.)
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        }
+    }
+    let second = run(&data);
+    for (name, mode) in &second {
+        assert_eq!(
+            *mode,
+            expected_mode(name),
+            "{name} after restart: {mode:04o}"
+        );
+    }
+}
+
+/// A data directory others (or its group) can write is refused: exit 1, naming it.
+#[test]
+fn a_data_directory_writable_by_group_or_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for mode in [0o777, 0o770, 0o703] {
+        let data = dir.path().join(format!("open-{mode:o}"));
+        std::fs::create_dir(&data).expect("mkdir");
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let out = Command::new(env!("CARGO_BIN_EXE_akvfs"))
+            .args(["local-vault", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mode:o}: {stderr}");
+        assert!(stderr.contains(&data.display().to_string()), "{stderr}");
+        assert!(stderr.contains("writable by"), "{stderr}");
+        assert!(!data.join("env").exists(), "nothing written into it");
     }
 }
