@@ -448,3 +448,126 @@ fn a_data_directory_writable_by_group_or_others_is_refused() {
         assert!(!data.join("env").exists(), "nothing written into it");
     }
 }
+
+fn decode_blob(blob: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(blob)
+        .expect("a backup blob is base64url without padding")
+}
+
+fn encode_blob(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Backup blobs are opaque and encrypted under a key of the data directory (0600, made on the
+/// first backup): no value, name or JSON in clear; a blob of another data directory, a
+/// tampered or a truncated one is refused as the service refuses a corrupt blob; the key
+/// survives a restart.
+#[tokio::test]
+async fn backups_are_encrypted_and_restore_only_into_their_own_data_directory() {
+    const MARKER: &str = "MARKER-value-in-clear-7f3a";
+    let tv = TestVault::start().await;
+    let key_file = tv.dir.path().join("backup.key");
+    assert!(!key_file.exists(), "no key before the first backup");
+    tv.put("opaque", MARKER).await;
+    tv.put("opaque", &format!("{MARKER}-2")).await;
+    let (s, backup) = tv.post("/secrets/opaque/backup", None).await;
+    assert_eq!(s, 200);
+    let object = backup.as_object().expect("object");
+    assert_eq!(object.len(), 1, "only `value`: {backup}");
+    let blob = backup["value"].as_str().expect("blob").to_owned();
+    let bytes = decode_blob(&blob);
+    let clear = String::from_utf8_lossy(&bytes);
+    for needle in ["MARKER", "opaque", "versions", "{\""] {
+        assert!(!clear.contains(needle), "{needle} readable in the blob");
+    }
+    assert_eq!(mode_of(&key_file), 0o600);
+    assert_eq!(std::fs::metadata(&key_file).expect("key").len(), 32);
+    // Two backups of the same secret differ (a fresh nonce each time).
+    let (_, again) = tv.post("/secrets/opaque/backup", None).await;
+    assert_ne!(again["value"], backup["value"]);
+
+    tv.delete_and_wait("opaque").await;
+    assert_eq!(tv.delete("/deletedsecrets/opaque").await.0, 204);
+    let refused = json!({"error":{"code":"BadParameter","message":"Backup blob contains invalid or corrupt version."}});
+    let restore = |value: String| {
+        let tv = &tv;
+        async move {
+            tv.post("/secrets/restore", Some(json!({ "value": value })))
+                .await
+        }
+    };
+    // Tampered anywhere (version, nonce, ciphertext, tag), truncated, empty: refused.
+    for i in [0, 1, 13, bytes.len() / 2, bytes.len() - 1] {
+        let mut tampered = bytes.clone();
+        tampered[i] ^= 0x01;
+        assert_eq!(
+            restore(encode_blob(&tampered)).await,
+            (400, refused.clone()),
+            "byte {i}"
+        );
+    }
+    for cut in [0, 12, bytes.len() - 1] {
+        assert_eq!(
+            restore(encode_blob(&bytes[..cut])).await,
+            (400, refused.clone()),
+            "cut at {cut}"
+        );
+    }
+    // A second local vault (another data directory) cannot read it, nor this one its blobs.
+    let other = TestVault::start().await;
+    let (s, _) = other
+        .post("/secrets/restore", Some(json!({ "value": blob })))
+        .await;
+    assert_eq!(s, 400, "a vault that never made a backup refuses it");
+    other.put("opaque", "other").await;
+    let (_, foreign) = other.post("/secrets/opaque/backup", None).await;
+    let (s, body) = other
+        .post("/secrets/restore", Some(json!({ "value": blob })))
+        .await;
+    assert_eq!(
+        (s, body),
+        (400, refused.clone()),
+        "another data directory's blob"
+    );
+    let foreign = foreign["value"].as_str().expect("blob").to_owned();
+    assert_eq!(restore(foreign).await, (400, refused.clone()));
+    // The genuine blob restores, with every version, also after a restart.
+    let dir = tv.dir.path().to_path_buf();
+    let TestVault {
+        vault, dir: keep, ..
+    } = tv;
+    vault.shutdown().await;
+    let restarted = akvfs::local_vault::LocalVault::start(local_vault_support::config(&dir))
+        .await
+        .expect("restart");
+    let http = local_vault_support::http_client(restarted.env());
+    let token = local_vault_support::get_token(&http, restarted.env(), restarted.vault_url()).await;
+    let resp = http
+        .post(format!(
+            "{}/secrets/restore?{}",
+            restarted.vault_url(),
+            local_vault_support::API
+        ))
+        .bearer_auth(&token)
+        .json(&json!({ "value": blob }))
+        .send()
+        .await
+        .expect("restore");
+    assert_eq!(resp.status(), 200, "restored after a restart");
+    let resp = http
+        .get(format!(
+            "{}/secrets/opaque?{}",
+            restarted.vault_url(),
+            local_vault_support::API
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    let got: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(got["value"], format!("{MARKER}-2"));
+    drop(keep);
+}

@@ -31,7 +31,9 @@
 //!   certificate registered through the admin API (kept in memory only), or HS256 federated
 //!   tokens of the vault's own OIDC issuer (`{vault}/_akvfs/oidc`, subject = client id, audience
 //!   `api://AzureADTokenExchange`) minted through the admin API.
-//! - Backup blobs are HMAC-sealed by the vault: restorable only into the vault that made them.
+//! - Backup blobs are opaque: ChaCha20-Poly1305 under a key of the data directory
+//!   (`DIR/backup.key`, 0600, made on the first backup), so a blob restores only into the vault
+//!   of the data directory that made it; anything else is the service's corrupt-blob 400.
 //! - List pages are full (25, or `maxresults`) so call counts are predictable; the admin
 //!   `paging` control makes them short like the service's sometimes are.
 //! - One vault per data dir: a second start on the same `DIR` fails (flock on `DIR/lock`) rather

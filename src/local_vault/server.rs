@@ -28,7 +28,10 @@ pub(crate) struct Shared {
     pub(crate) faults: FaultTable,
     pub(crate) throttle: Throttle,
     pub(crate) jwt_key: SecretValue,
-    pub(crate) backup_key: SecretValue,
+    /// The data directory (an in-memory vault's private temporary one).
+    pub(crate) data_dir: PathBuf,
+    /// The backup key, loaded from (or generated in) the data directory on first use.
+    pub(crate) backup_key: parking_lot::Mutex<Option<api::BackupKey>>,
     pub(crate) tenant_id: String,
     pub(crate) default_client_id: String,
     pub(crate) admin_token: SecretValue,
@@ -281,7 +284,8 @@ impl LocalVault {
             counters: CounterRegistry::default(),
             faults: FaultTable::default(),
             jwt_key: meta.jwt_key,
-            backup_key: meta.backup_key,
+            data_dir: dir.clone(),
+            backup_key: parking_lot::Mutex::new(None),
             tenant_id: meta.tenant_id,
             default_client_id: meta.default_client_id,
             admin_token: meta.admin_token,
@@ -357,7 +361,6 @@ struct Meta {
     tenant_id: String,
     default_client_id: String,
     jwt_key: SecretValue,
-    backup_key: SecretValue,
     admin_token: SecretValue,
     identity_header: SecretValue,
 }
@@ -404,7 +407,6 @@ fn prepare(config: &LocalVaultConfig, dir: &Path) -> Result<Prepared, LocalVault
             .meta_or_insert("default_client_id", || uuid::Uuid::new_v4().to_string())
             .map_err(db_err)?,
         jwt_key: meta_secret("jwt_key")?,
-        backup_key: meta_secret("backup_key")?,
         admin_token: meta_secret("admin_token")?,
         identity_header: meta_secret("identity_header")?,
     };
