@@ -571,3 +571,221 @@ async fn backups_are_encrypted_and_restore_only_into_their_own_data_directory() 
     assert_eq!(got["value"], format!("{MARKER}-2"));
     drop(keep);
 }
+
+/// `(status, error message, challenge present)` of `GET /secrets` with `token`.
+async fn refusal(tv: &TestVault, token: &str) -> (u16, String, bool) {
+    let resp = tv.get_with_token("/secrets", token).await;
+    let status = resp.status().as_u16();
+    let challenged = resp.headers().get("www-authenticate").is_some();
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "Unauthorized", "{body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    (status, message, challenged)
+}
+
+/// Each reason a token is refused has the service's text, and every 401 carries the challenge:
+/// no token AKV10000, another audience AKV10022, a bad signature AKV10046, expired IDX10223.
+#[tokio::test]
+async fn refused_tokens_get_the_services_401_text_for_the_reason() {
+    let tv = TestVault::start().await;
+    let url = tv.vault.vault_url().to_owned();
+    let resp = tv.http.get(tv.url("/secrets")).send().await.expect("send");
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("www-authenticate").is_some());
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["error"]["message"],
+        "AKV10000: Request is missing a Bearer or PoP token."
+    );
+
+    let management =
+        local_vault_support::get_token(&tv.http, tv.vault.env(), "https://management.azure.com/")
+            .await;
+    assert_eq!(
+        refusal(&tv, &management).await,
+        (
+            401,
+            format!(
+                "AKV10022: Invalid audience. Expected {url}, found: https://management.azure.com."
+            ),
+            true
+        )
+    );
+
+    // Another character in the middle of the signature.
+    let dot = tv.token.rfind('.').expect("jwt");
+    let middle = dot + (tv.token.len() - dot) / 2;
+    let mut forged = tv.token.clone();
+    let flipped = if &forged[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    forged.replace_range(middle..=middle, flipped);
+    let signature_refused = (
+        401,
+        "AKV10046: Unable to resolve the key used for signature validation.".to_owned(),
+        true,
+    );
+    assert_eq!(refusal(&tv, &forged).await, signature_refused);
+    // A token of another local vault (another key), even for this vault's audience.
+    let other = TestVault::start().await;
+    let foreign = local_vault_support::get_token(&other.http, other.vault.env(), &url).await;
+    assert_eq!(refusal(&tv, &foreign).await, signature_refused);
+
+    assert_eq!(
+        refusal(&tv, "not-a-jwt").await,
+        (401, "Error validating token: IDX12709".to_owned(), true)
+    );
+
+    tv.admin().advance_clock(3601).await.expect("advance");
+    assert_eq!(
+        refusal(&tv, &tv.token).await,
+        (401, "Error validating token: IDX10223".to_owned(), true)
+    );
+}
+
+/// Tokens for a cloud's Key Vault audience (`https://vault.azure.net`, with or without a
+/// trailing slash, asked for as `…/.default` or as a v1 resource) are accepted on any host
+/// under that cloud's vault domain and refused (AKV10022) elsewhere; the vault's own loopback
+/// audience keeps working on its loopback URL.
+#[tokio::test]
+async fn cloud_audiences_are_accepted_under_their_clouds_vault_domain_only() {
+    let hosts = [
+        "kv.vault.azure.net",
+        "kv.privatelink.vault.azure.net",
+        "kv.vault.azure.cn",
+        "kv.vault.usgovcloudapi.net",
+    ];
+    let tv = TestVault::start_with(|c| {
+        c.hostnames = hosts.iter().map(|h| (*h).to_owned()).collect();
+    })
+    .await;
+    let env = tv.vault.env().clone();
+    let port = tv
+        .vault
+        .vault_url()
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let pem = std::fs::read(&env.ca_file).expect("ca");
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .no_proxy();
+    for host in hosts {
+        builder = builder.resolve(host, addr);
+    }
+    let http = builder.build().expect("client");
+    // Tokens from the v2 endpoint (scope) and the v1 endpoint (resource).
+    let token = |form: Vec<(&'static str, String)>, v2: bool| {
+        let http = http.clone();
+        let env = env.clone();
+        async move {
+            let path = if v2 {
+                "oauth2/v2.0/token"
+            } else {
+                "oauth2/token"
+            };
+            let mut form = form;
+            form.extend([
+                ("grant_type", "client_credentials".to_owned()),
+                ("client_id", env.client_id.clone()),
+                ("client_secret", env.client_secret.expose().to_owned()),
+            ]);
+            let resp = http
+                .post(format!("{}/{}/{path}", env.authority_host, env.tenant_id))
+                .form(&form)
+                .send()
+                .await
+                .expect("token request");
+            assert_eq!(resp.status(), 200);
+            let body: serde_json::Value = resp.json().await.expect("json");
+            body["access_token"].as_str().expect("token").to_owned()
+        }
+    };
+    let list = |base: String, token: String| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .get(format!("{base}/secrets?{}", local_vault_support::API))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("list");
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.expect("json");
+            (
+                status,
+                body["error"]["message"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    for (cloud, cloud_hosts, other_host) in [
+        (
+            "https://vault.azure.net",
+            &["kv.vault.azure.net", "kv.privatelink.vault.azure.net"][..],
+            "kv.vault.azure.cn",
+        ),
+        (
+            "https://vault.azure.cn",
+            &["kv.vault.azure.cn"][..],
+            "kv.vault.azure.net",
+        ),
+        (
+            "https://vault.usgovcloudapi.net",
+            &["kv.vault.usgovcloudapi.net"][..],
+            "kv.vault.azure.net",
+        ),
+    ] {
+        let tokens = [
+            token(vec![("scope", format!("{cloud}/.default"))], true).await,
+            token(vec![("scope", format!("{cloud}//.default"))], true).await,
+            token(vec![("resource", format!("{cloud}/"))], false).await,
+            token(vec![("resource", cloud.to_owned())], false).await,
+        ];
+        for t in &tokens {
+            for host in cloud_hosts {
+                assert_eq!(
+                    list(format!("https://{host}:{port}"), t.clone()).await,
+                    (200, String::new()),
+                    "{cloud} token on {host}"
+                );
+            }
+            let expected = format!("https://{}", other_host.trim_start_matches("kv."));
+            assert_eq!(
+                list(format!("https://{other_host}:{port}"), t.clone()).await,
+                (
+                    401,
+                    format!("AKV10022: Invalid audience. Expected {expected}, found: {cloud}.")
+                ),
+                "{cloud} token on {other_host}"
+            );
+            let (status, message) = list(tv.vault.vault_url().to_owned(), t.clone()).await;
+            assert_eq!(status, 401, "{cloud} token on the loopback URL");
+            assert!(message.starts_with("AKV10022: "), "{message}");
+        }
+    }
+    // The vault's own audience: its loopback URL takes it, a cloud host does not.
+    assert_eq!(
+        list(tv.vault.vault_url().to_owned(), tv.token.clone()).await,
+        (200, String::new())
+    );
+    let (status, message) = list(
+        format!("https://kv.vault.azure.net:{port}"),
+        tv.token.clone(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        message,
+        format!(
+            "AKV10022: Invalid audience. Expected https://vault.azure.net, found: {}.",
+            tv.vault.vault_url()
+        )
+    );
+}

@@ -46,12 +46,14 @@ impl ApiError {
         .with_inner("SecretTooLarge")
     }
 
+    /// No bearer token.
     pub fn unauthorized() -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "AKV10000: Request is missing a Bearer or PoP token.",
-        )
+        ApiError::unauthorized_with("AKV10000: Request is missing a Bearer or PoP token.")
+    }
+
+    /// A refused token, with the service's text for the reason.
+    pub fn unauthorized_with(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
     }
 
     /// `GET /secrets/{name}`, `PATCH`, `DELETE /secrets/{name}`, backup of an unknown name.

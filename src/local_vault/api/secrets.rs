@@ -70,9 +70,11 @@ fn challenge_resource(st: &Shared, host: &str) -> String {
         .unwrap_or_else(|| auth::resource_for_host(host))
 }
 
-pub(super) fn challenge(st: &Shared, host: &str) -> Response {
+/// A 401 with the service's challenge (`WWW-Authenticate`), whatever the reason: a client
+/// learns the authority and resource from any 401, as from the service's.
+pub(super) fn challenge(st: &Shared, host: &str, error: ApiError) -> Response {
     let resource = challenge_resource(st, host);
-    let mut resp = ApiError::unauthorized().into_response();
+    let mut resp = error.into_response();
     let value = format!(
         "Bearer authorization=\"https://{host}/{}\", resource=\"{resource}\"",
         st.tenant_id
@@ -83,17 +85,25 @@ pub(super) fn challenge(st: &Shared, host: &str) -> Response {
     resp
 }
 
-pub(super) fn authenticate(st: &Shared, headers: &HeaderMap, host: &str) -> Option<Claims> {
+/// The request's claims, or the 401 to answer: AKV10000 without a bearer token, else the
+/// service's text for why the token is refused.
+pub(super) fn authenticate(
+    st: &Shared,
+    headers: &HeaderMap,
+    host: &str,
+) -> Result<Claims, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(auth::bearer)?;
+        .and_then(auth::bearer)
+        .ok_or_else(ApiError::unauthorized)?;
     auth::verify(
         st.jwt_key.expose().as_bytes(),
         token,
         &challenge_resource(st, host),
         st.clock.now_secs(),
     )
+    .map_err(|problem| ApiError::unauthorized_with(problem.message()))
 }
 
 pub(super) fn now(st: &Shared) -> Now {
@@ -142,8 +152,9 @@ pub(super) async fn vault(st: &Arc<Shared>, op: VaultOp, req: Request) -> Respon
             .into_response();
     };
     // Authentication comes first: no body or api-version is looked at without a valid token.
-    let Some(claims) = authenticate(st, req.headers(), &host) else {
-        return challenge(st, &host);
+    let claims = match authenticate(st, req.headers(), &host) {
+        Ok(claims) => claims,
+        Err(error) => return challenge(st, &host, error),
     };
     if let Err(retry_after) = st.throttle.admit(matches!(op, VaultOp::Set(_))) {
         return ApiError::throttled(Some(retry_after)).into_response();
