@@ -102,155 +102,50 @@ async fn admin_bodies_are_validated_and_errors_name_the_field() {
     let tv = TestVault::start().await;
     let (s, _) = tv.put("f", "v").await;
     assert_eq!(s, 200);
-    let cases: &[(Method, &str, &str, &str)] = &[
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            "{}",
-            "`status`, `drop_connection` or `latency_ms`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            r#"{"operation":"get_secret"}"#,
-            "`status`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            r#"{"status":503,"stauts":1}"#,
-            "unknown field `stauts`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            r#"{"status":"hunter2"}"#,
-            "`status` must be u16",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            r#"{"status":503,"count":0}"#,
-            "`count`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            r#"{"latency_ms":5,"retry_after":1}"#,
-            "`retry_after`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            r#"{"status":503,"drop_connection":true}"#,
-            "`drop_connection`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/faults",
-            r#"{"status":503,"rate":0}"#,
-            "`rate`",
-        ),
-        (Method::POST, "/_akvfs/faults", "", "missing"),
-        (
-            Method::POST,
-            "/_akvfs/clock/advance",
-            "{}",
-            "missing field `seconds`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/clock/advance",
-            r#"{"seconds":1,"days":1}"#,
-            "unknown field `days`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/clock/advance",
-            r#"{"seconds":"hunter2"}"#,
-            "`seconds` must be i64",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/paging",
-            "{}",
-            "missing field `short_pages`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/seed",
-            r#"{"prefix":"a","count":1}"#,
-            "missing field `value`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/seed",
-            r#"{"prefix":"a","count":0,"value":"hunter2"}"#,
-            "`count`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/seed",
-            r#"{"prefix":"a_","count":1,"value":"hunter2"}"#,
-            "`prefix`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/seed",
-            r#"{"prefix":"a","count":1,"value":"v","tags":{}}"#,
-            "unknown field `tags`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/principals",
-            "{}",
-            "missing field `permissions`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/principals",
-            r#"{"permissions":["gte"]}"#,
-            "`permissions`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/principals/certificates",
-            "{}",
-            "missing field `client_id`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/federated-token",
-            r#"{"clientid":"x"}"#,
-            "unknown field `clientid`",
-        ),
-        (
-            Method::POST,
-            "/_akvfs/federated-token",
-            r#"{"lifetime_seconds":0}"#,
-            "`lifetime_seconds`",
-        ),
-        (Method::POST, "/_akvfs/reset", r#"{"all":true}"#, "no body"),
-        (Method::POST, "/_akvfs/counters/reset", "[1]", "no body"),
-        (
-            Method::DELETE,
-            "/_akvfs/faults",
-            r#"{"operation":"get_secret"}"#,
-            "no body",
-        ),
+    // `METHOD PATH | BODY | what the message must name`
+    let cases = [
+        r#"POST /_akvfs/faults | {} | `status`, `drop_connection` or `latency_ms`"#,
+        r#"POST /_akvfs/faults | {"operation":"get_secret"} | `status`"#,
+        r#"POST /_akvfs/faults | {"status":503,"stauts":1} | unknown field `stauts`"#,
+        r#"POST /_akvfs/faults | {"status":"hunter2"} | `status` must be u16"#,
+        r#"POST /_akvfs/faults | {"status":503,"count":0} | `count`"#,
+        r#"POST /_akvfs/faults | {"latency_ms":5,"retry_after":1} | `retry_after`"#,
+        r#"POST /_akvfs/faults | {"status":503,"drop_connection":true} | `drop_connection`"#,
+        r#"POST /_akvfs/faults | {"status":503,"rate":0} | `rate`"#,
+        r#"POST /_akvfs/faults |  | missing"#,
+        r#"POST /_akvfs/clock/advance | {} | missing field `seconds`"#,
+        r#"POST /_akvfs/clock/advance | {"seconds":1,"days":1} | unknown field `days`"#,
+        r#"POST /_akvfs/clock/advance | {"seconds":"hunter2"} | `seconds` must be i64"#,
+        r#"POST /_akvfs/paging | {} | missing field `short_pages`"#,
+        r#"POST /_akvfs/seed | {"prefix":"a","count":1} | missing field `value`"#,
+        r#"POST /_akvfs/seed | {"prefix":"a","count":0,"value":"hunter2"} | `count`"#,
+        r#"POST /_akvfs/seed | {"prefix":"a_","count":1,"value":"hunter2"} | `prefix`"#,
+        r#"POST /_akvfs/seed | {"prefix":"a","count":1,"value":"v","tags":{}} | unknown field `tags`"#,
+        r#"POST /_akvfs/principals | {} | missing field `permissions`"#,
+        r#"POST /_akvfs/principals | {"permissions":["gte"]} | `permissions`"#,
+        r#"POST /_akvfs/principals/certificates | {} | missing field `client_id`"#,
+        r#"POST /_akvfs/federated-token | {"clientid":"x"} | unknown field `clientid`"#,
+        r#"POST /_akvfs/federated-token | {"lifetime_seconds":0} | `lifetime_seconds`"#,
+        r#"POST /_akvfs/reset | {"all":true} | no body"#,
+        r#"POST /_akvfs/counters/reset | [1] | no body"#,
+        r#"DELETE /_akvfs/faults | {"operation":"get_secret"} | no body"#,
     ];
-    for (method, path, body, needle) in cases {
-        let (s, answer) = tv.admin_text(method.clone(), path, body).await;
+    for case in cases {
+        let mut parts = case.splitn(3, " | ");
+        let (Some(request), Some(body), Some(needle)) = (parts.next(), parts.next(), parts.next())
+        else {
+            panic!("bad case {case}");
+        };
+        let (method, path) = request.split_once(' ').expect("METHOD PATH");
+        let method: Method = method.parse().expect("method");
+        let (s, answer) = tv.admin_text(method, path, body).await;
         let message = answer["error"]["message"].as_str().unwrap_or_default();
-        assert_eq!(s, 400, "{method} {path} {body}: {answer}");
-        assert_eq!(error_code(&answer).0, "BadParameter", "{path} {body}");
-        assert!(
-            message.contains(needle),
-            "{path} {body}: {message:?} lacks {needle:?}"
-        );
+        assert_eq!(s, 400, "{case}: {answer}");
+        assert_eq!(error_code(&answer).0, "BadParameter", "{case}");
+        assert!(message.contains(needle), "{case}: {message:?}");
         assert!(
             !message.contains("hunter2"),
-            "{path} {body}: value quoted: {message}"
+            "{case}: value quoted: {message}"
         );
     }
     // Nothing above changed anything: the secret is there, and the first real fault rule fires.
@@ -665,13 +560,7 @@ async fn cloud_audiences_are_accepted_under_their_clouds_vault_domain_only() {
     })
     .await;
     let env = tv.vault.env().clone();
-    let port = tv
-        .vault
-        .vault_url()
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_owned();
+    let port = tv.port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let pem = std::fs::read(&env.ca_file).expect("ca");
     let mut builder = reqwest::Client::builder()

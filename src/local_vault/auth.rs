@@ -20,6 +20,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::vault::model::cloud_vault_suffix;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The secret permissions of an access policy.
@@ -41,30 +43,13 @@ pub struct Claims {
     pub tid: String,
 }
 
-/// The vault domains of Azure's clouds. A vault host under one of them (`kv.vault.azure.cn`,
-/// also `kv.privatelink.vault.azure.net`) takes tokens for that cloud's Key Vault audience
-/// (`https://vault.azure.cn`), as the service does.
-pub const CLOUD_VAULT_DOMAINS: [&str; 3] = [
-    "vault.azure.net",
-    "vault.azure.cn",
-    "vault.usgovcloudapi.net",
-];
-
-/// The cloud vault domain `host` is under, if any.
-pub fn cloud_vault_domain(host: &str) -> Option<&'static str> {
-    let host = host.trim_end_matches('.');
-    CLOUD_VAULT_DOMAINS.iter().copied().find(|domain| {
-        host.strip_suffix(domain)
-            .and_then(|label| label.strip_suffix('.'))
-            .is_some_and(|label| !label.is_empty())
-    })
-}
-
 /// `https://HOST[:PORT]` — the resource a token for this request must be issued for.
 pub fn resource_for_host(host_header: &str) -> String {
     let (host, port) = split_host_port(host_header);
-    if let Some(domain) = cloud_vault_domain(host) {
-        return format!("https://{domain}");
+    // A host under a cloud's vault domain (also `kv.privatelink.vault.azure.net`) takes that
+    // cloud's Key Vault audience, as the service does.
+    if let Some(suffix) = cloud_vault_suffix(host) {
+        return format!("https://{suffix}");
     }
     let is_ip = host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[');
     match host.split_once('.') {
@@ -587,23 +572,12 @@ mod tests {
     #[test]
     fn cloud_vault_hosts_take_their_clouds_audience() {
         assert_eq!(
-            cloud_vault_domain("kv.vault.azure.net"),
-            Some("vault.azure.net")
-        );
-        assert_eq!(
-            cloud_vault_domain("kv.privatelink.vault.azure.net"),
-            Some("vault.azure.net")
-        );
-        assert_eq!(
-            cloud_vault_domain("kv.vault.usgovcloudapi.net"),
-            Some("vault.usgovcloudapi.net")
-        );
-        assert_eq!(cloud_vault_domain("vault.azure.net"), None);
-        assert_eq!(cloud_vault_domain("kvvault.azure.net"), None);
-        assert_eq!(cloud_vault_domain("kv.vault.azure.net.evil.com"), None);
-        assert_eq!(
             resource_for_host("kv.privatelink.vault.azure.net:8443"),
             "https://vault.azure.net"
+        );
+        assert_eq!(
+            resource_for_host("kv.vault.usgovcloudapi.net"),
+            "https://vault.usgovcloudapi.net"
         );
     }
 

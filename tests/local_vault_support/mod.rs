@@ -59,6 +59,16 @@ pub async fn get_token(http: &reqwest::Client, env: &LocalVaultEnv, resource: &s
 }
 
 impl TestVault {
+    /// The port the vault listens on.
+    pub fn port(&self) -> u16 {
+        self.vault
+            .vault_url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the vault URL ends with its port")
+    }
+
     pub async fn start() -> TestVault {
         Self::start_with(|_| {}).await
     }
