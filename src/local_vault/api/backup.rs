@@ -29,7 +29,14 @@ const VERSION: u8 = 1;
 /// Binds a blob to its purpose and format.
 const AAD: &[u8] = b"akvfs local vault secret backup v1";
 
-pub type BackupKey = Zeroizing<[u8; KEY_LEN]>;
+/// The data directory's backup key: zeroed on drop, never printed.
+pub struct BackupKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl std::fmt::Debug for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// What the service answers for a blob it cannot restore (the message is the one the Azure SDK
 /// for JavaScript's tests expect for malformed backup bytes; the 400 `BadParameter` status and
@@ -55,7 +62,7 @@ fn load_key(dir: &Path, create: bool) -> Result<Option<BackupKey>, ApiError> {
     let mut bytes = Zeroizing::new(Vec::new());
     file.read_to_end(&mut bytes)
         .map_err(|e| failed("reading", &e))?;
-    let mut key: BackupKey = Zeroizing::new([0u8; KEY_LEN]);
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
     if bytes.is_empty() {
         SystemRandom::new()
             .fill(&mut key[..])
@@ -72,7 +79,7 @@ fn load_key(dir: &Path, create: bool) -> Result<Option<BackupKey>, ApiError> {
             &format!("{} bytes, not {KEY_LEN}", bytes.len()),
         ));
     }
-    Ok(Some(key))
+    Ok(Some(BackupKey(key)))
 }
 
 /// The key, loaded once (under the lock, so two first backups make one key).
@@ -83,7 +90,7 @@ fn key(st: &Shared, create: bool) -> Result<Option<LessSafeKey>, ApiError> {
     }
     match slot.as_ref() {
         Some(bytes) => {
-            let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes[..])
+            let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes.0[..])
                 .map_err(|_| ApiError::internal("backup key unusable"))?;
             Ok(Some(LessSafeKey::new(unbound)))
         }
