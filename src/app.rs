@@ -55,10 +55,8 @@ fn init_logging(args: &LoggingArgs) -> Result<()> {
         .log_internal_errors(false);
     let result = match (&args.log_file, args.log_format) {
         (Some(path), format) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            // Created 0600 whatever the umask (an existing regular file is made 0600 too).
+            let file = crate::local_vault::open_log_file(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
             let builder = builder
                 .with_writer(std::sync::Mutex::new(file))
@@ -144,15 +142,21 @@ fn local_vault_config(args: &LocalVaultArgs) -> Result<LocalVaultConfig> {
 
 fn run_local_vault(args: LocalVaultArgs) -> Result<()> {
     let config = local_vault_config(&args)?;
+    let print_env = args.print_env;
     let rt = runtime()?;
     rt.block_on(async move {
         let listen = config.listen;
         let vault = LocalVault::start(config)
             .await
             .with_context(|| format!("cannot start the local vault on {listen}"))?;
-        // What a client needs, as in DIR/env; `source DIR/env` is the usual way to use it.
-        print!("{}", vault.env().to_env_file());
-        println!("# written to {}", vault.env_file().display());
+        // What a client needs is in DIR/env; standard output (journals, CI logs) gets its path
+        // and the values that are not secret, unless --print-env asks for everything.
+        if print_env {
+            print!("{}", vault.env().to_env_file());
+            println!("# written to {}", vault.env_file().display());
+        } else {
+            print!("{}", vault.env().public_summary(vault.env_file()));
+        }
         tracing::info!(url = vault.vault_url(), "local vault ready");
         wait_for_termination().await?;
         tracing::info!("shutting down the local vault");

@@ -248,6 +248,10 @@ pub struct LocalVaultArgs {
     /// Throttling: `off`, `real` (4,000 transactions per 10 s), or N per 10 s.
     #[arg(long, default_value = "real", value_parser = parse_throttle)]
     pub throttle: Throttle,
+    /// Print the whole env file at start, secret values included (client secret, admin token,
+    /// identity header); by default only its path and the values that are not secret.
+    #[arg(long)]
+    pub print_env: bool,
 
     #[command(flatten)]
     pub logging: LoggingArgs,

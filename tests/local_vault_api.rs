@@ -606,7 +606,7 @@ async fn name_rule_and_value_limit_answer_bad_parameter() {
     assert_eq!(s, 400);
     assert_eq!(
         body,
-        json!({"error":{"code":"BadParameter","message":"Secret is beyond the maximum permitted length of 25600 characters."}})
+        json!({"error":{"code":"BadParameter","message":"Secret is beyond the maximum permitted length of 25600 characters.","innererror":{"code":"SecretTooLarge"}}})
     );
     let (s, _) = tv
         .call(
@@ -922,13 +922,7 @@ async fn admin_reset_wipes_live_and_deleted_secrets() {
 async fn http1_and_http2_clients_both_work_and_ids_follow_the_host_used() {
     let tv = TestVault::start().await;
     tv.put("proto", "v").await;
-    let port = tv
-        .vault
-        .vault_url()
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_owned();
+    let port = tv.port();
     let pem = std::fs::read(&tv.vault.env().ca_file).expect("ca");
     let h1 = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))

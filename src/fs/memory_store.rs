@@ -10,8 +10,9 @@ use parking_lot::Mutex;
 
 use crate::secret_value::SecretValue;
 use crate::vault::model::{
-    is_valid_secret_name, DeletedSecretBundle, DeletedSecretItem, SecretAttributes, SecretBundle,
-    SecretItem, SecretSetParameters, SecretUpdateParameters, MAX_PAGE_SIZE, MAX_SECRET_VALUE_CHARS,
+    is_valid_secret_name, value_within_service_limit, DeletedSecretBundle, DeletedSecretItem,
+    SecretAttributes, SecretBundle, SecretItem, SecretSetParameters, SecretUpdateParameters,
+    MAX_PAGE_SIZE,
 };
 use crate::vault::{SecretStore, VaultError};
 
@@ -263,7 +264,7 @@ impl SecretStore for MemoryStore {
     ) -> Result<SecretBundle, VaultError> {
         self.count("set")?;
         check_name(name)?;
-        if parameters.value.char_count() > MAX_SECRET_VALUE_CHARS {
+        if !value_within_service_limit(parameters.value.expose()) {
             return Err(VaultError::ValueTooLarge {
                 name: name.to_owned(),
             });

@@ -15,6 +15,11 @@
 //! | `POST /_akvfs/principals` | `{"permissions":["get",…]}` | add a principal; answers [`NewPrincipal`] |
 //! | `POST /_akvfs/principals/certificates` | [`ClientCertificateRequest`] | register a certificate for a principal's client assertions (in memory) |
 //! | `POST /_akvfs/federated-token` | [`FederatedTokenRequest`] | mint a workload identity token of this vault's OIDC issuer; answers [`FederatedToken`] |
+//!
+//! Every body is validated before anything changes: unknown fields, missing or mistyped ones
+//! answer 400 `BadParameter` naming the field (never quoting a value); a fault rule must do
+//! something (`status`, `drop_connection` or `latency_ms`); endpoints without a body accept
+//! none, or `{}`.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +68,7 @@ impl Counters {
 /// given; 429 without `retry_after` sends no `Retry-After`, as the real service sometimes does),
 /// or — latency only — lets the request through.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
@@ -140,12 +146,14 @@ impl FaultSpec {
 
 /// Body of `POST /_akvfs/clock/advance`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClockAdvance {
     pub seconds: i64,
 }
 
 /// Body of `POST /_akvfs/paging`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PagingControl {
     pub short_pages: bool,
 }
@@ -153,6 +161,7 @@ pub struct PagingControl {
 /// Body of `POST /_akvfs/seed`: benchmarks fill a vault quickly without going through the
 /// throttled, one-fsync-per-set data plane.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeedRequest {
     pub prefix: String,
     pub count: usize,
@@ -161,6 +170,7 @@ pub struct SeedRequest {
 
 /// Body of `POST /_akvfs/principals`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PrincipalRequest {
     pub permissions: Vec<String>,
 }
@@ -175,6 +185,7 @@ pub struct NewPrincipal {
 /// Body of `POST /_akvfs/principals/certificates`: after it, the principal may authenticate
 /// with a client assertion signed by this certificate's key (`x5t` or `x5t#S256` naming it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientCertificateRequest {
     pub client_id: String,
     /// The certificate (PEM); a private key in the same text is ignored and never kept.
@@ -184,6 +195,7 @@ pub struct ClientCertificateRequest {
 /// Body of `POST /_akvfs/federated-token`. The vault trusts its own issuer for every principal
 /// with subject = client id, as a federated identity credential would.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FederatedTokenRequest {
     /// Default: the vault's default principal.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,10 +2,13 @@
 //!
 //! Tokens are JWTs signed with HS256 under a key kept in the vault's database (so they survive a
 //! restart). A token is valid for a request when its signature checks, `nbf <= now < exp` on the
-//! vault clock, and its audience is the request's resource (with or without a trailing slash).
+//! vault clock, and its audience is the request's resource (with or without a trailing slash);
+//! each refusal has the service's 401 text ([`TokenProblem`]).
 //!
 //! The challenge resource: Azure answers with the parent domain of the vault host
-//! (`NAME.vault.azure.cn` → `https://vault.azure.cn`). A host without a parent domain
+//! (`NAME.vault.azure.cn` → `https://vault.azure.cn`), and a host anywhere under a cloud's vault
+//! domain takes that cloud's audience (`NAME.privatelink.vault.azure.net` →
+//! `https://vault.azure.net`). A host without a parent domain
 //! (`127.0.0.1`, `localhost`, `::1`, a single-label name) is its own resource, with its port when
 //! the request named one: `https://127.0.0.1:PORT`. The Python SDK then asks for
 //! `https://127.0.0.1:PORT/.default` (its resource check must be off:
@@ -16,6 +19,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+
+use crate::vault::model::cloud_vault_suffix;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -41,6 +46,11 @@ pub struct Claims {
 /// `https://HOST[:PORT]` — the resource a token for this request must be issued for.
 pub fn resource_for_host(host_header: &str) -> String {
     let (host, port) = split_host_port(host_header);
+    // A host under a cloud's vault domain (also `kv.privatelink.vault.azure.net`) takes that
+    // cloud's Key Vault audience, as the service does.
+    if let Some(suffix) = cloud_vault_suffix(host) {
+        return format!("https://{suffix}");
+    }
     let is_ip = host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[');
     match host.split_once('.') {
         Some((_, parent)) if !is_ip && parent.contains('.') => format!("https://{parent}"),
@@ -95,30 +105,101 @@ fn sign_hs256<T: Serialize>(key: &[u8], claims: &T) -> Result<String, String> {
     Ok(format!("{signing_input}.{sig}"))
 }
 
-/// Checks signature, time and audience; `None` when the token is not valid for `resource`.
-pub fn verify(key: &[u8], token: &str, resource: &str, now: i64) -> Option<Claims> {
+/// Why a bearer token is refused. Each has the service's 401 text ([`TokenProblem::message`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// Not a compact JWS of JSON objects, or not HS256.
+    Malformed,
+    /// The signature does not verify under this vault's key (another vault's token, a tampered
+    /// one).
+    BadSignature,
+    Expired,
+    NotYetValid,
+    /// Issued for another resource.
+    Audience {
+        expected: String,
+        found: String,
+    },
+}
+
+impl TokenProblem {
+    /// The service's message. Confirmed in public reports of the service's answers: AKV10022
+    /// (`AKV10022: Invalid audience. Expected https://vault.azure.net, found:
+    /// https://management.azure.com/.`), AKV10046 for a signing key it cannot resolve (this
+    /// vault has one key, so every bad signature is that), and `Error validating token:
+    /// IDX10223` for an expired token. Unconfirmed, by analogy with the same validation library:
+    /// IDX10222 (not yet valid) and IDX12709 (not a well-formed JWT).
+    pub fn message(&self) -> String {
+        match self {
+            TokenProblem::Malformed => "Error validating token: IDX12709".into(),
+            // The service goes on with ` EncodedJwtHeader: '…'`, quoting the token's header;
+            // left out so that no part of a token reaches a client's log.
+            TokenProblem::BadSignature => {
+                "AKV10046: Unable to resolve the key used for signature validation.".into()
+            }
+            TokenProblem::Expired => "Error validating token: IDX10223".into(),
+            TokenProblem::NotYetValid => "Error validating token: IDX10222".into(),
+            TokenProblem::Audience { expected, found } => {
+                format!("AKV10022: Invalid audience. Expected {expected}, found: {found}.")
+            }
+        }
+    }
+}
+
+/// Whether a token's audience is `resource`, with or without a trailing slash.
+fn audience_matches(aud: &str, resource: &str) -> bool {
+    aud.trim_end_matches('/') == resource.trim_end_matches('/')
+}
+
+/// Checks signature, time and audience, in that order (the signature first: nothing of an
+/// unsigned token is believed).
+pub fn verify(key: &[u8], token: &str, resource: &str, now: i64) -> Result<Claims, TokenProblem> {
+    let malformed = |_| TokenProblem::Malformed;
     let mut parts = token.split('.');
-    let (header, payload, sig) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
+    let (Some(header), Some(payload), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenProblem::Malformed);
+    };
+    let header_json: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenProblem::Malformed)?,
+    )
+    .map_err(malformed)?;
+    if header_json.get("alg").and_then(serde_json::Value::as_str) != Some("HS256") {
+        return Err(TokenProblem::Malformed);
     }
-    let header: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-    if header.get("alg")?.as_str()? != "HS256" {
-        return None;
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| TokenProblem::Malformed)?;
+    let mut mac = HmacSha256::new_from_slice(key).map_err(|_| TokenProblem::Malformed)?;
+    mac.update(
+        header_payload(token)
+            .ok_or(TokenProblem::Malformed)?
+            .as_bytes(),
+    );
+    mac.verify_slice(&sig)
+        .map_err(|_| TokenProblem::BadSignature)?;
+    let claims: Claims = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenProblem::Malformed)?,
+    )
+    .map_err(malformed)?;
+    if now >= claims.exp {
+        return Err(TokenProblem::Expired);
     }
-    let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-    let mut mac = HmacSha256::new_from_slice(key).ok()?;
-    mac.update(header_payload(token)?.as_bytes());
-    mac.verify_slice(&sig).ok()?;
-    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    if now < claims.nbf || now >= claims.exp {
-        return None;
+    if now < claims.nbf {
+        return Err(TokenProblem::NotYetValid);
     }
-    if claims.aud.trim_end_matches('/') != resource.trim_end_matches('/') {
-        return None;
+    if !audience_matches(&claims.aud, resource) {
+        return Err(TokenProblem::Audience {
+            expected: resource.trim_end_matches('/').to_owned(),
+            found: claims.aud,
+        });
     }
-    Some(claims)
+    Ok(claims)
 }
 
 fn header_payload(token: &str) -> Option<&str> {
@@ -458,16 +539,46 @@ mod tests {
     fn tokens_verify_signature_audience_and_expiry() {
         let key = b"0123456789abcdef0123456789abcdef";
         let token = sign(key, &claims("https://127.0.0.1:1", 100, 200)).expect("sign");
-        assert!(verify(key, &token, "https://127.0.0.1:1", 150).is_some());
-        assert!(verify(key, &token, "https://127.0.0.1:1/", 150).is_some());
-        assert!(verify(key, &token, "https://127.0.0.1:2", 150).is_none());
-        assert!(verify(key, &token, "https://127.0.0.1:1", 200).is_none());
-        assert!(verify(key, &token, "https://127.0.0.1:1", 99).is_none());
-        assert!(verify(b"another key", &token, "https://127.0.0.1:1", 150).is_none());
+        assert!(verify(key, &token, "https://127.0.0.1:1", 150).is_ok());
+        assert!(verify(key, &token, "https://127.0.0.1:1/", 150).is_ok());
+        assert_eq!(
+            verify(key, &token, "https://127.0.0.1:2", 150),
+            Err(TokenProblem::Audience {
+                expected: "https://127.0.0.1:2".into(),
+                found: "https://127.0.0.1:1".into()
+            })
+        );
+        assert_eq!(
+            verify(key, &token, "https://127.0.0.1:1", 200),
+            Err(TokenProblem::Expired)
+        );
+        assert_eq!(
+            verify(key, &token, "https://127.0.0.1:1", 99),
+            Err(TokenProblem::NotYetValid)
+        );
+        assert_eq!(
+            verify(b"another key", &token, "https://127.0.0.1:1", 150),
+            Err(TokenProblem::BadSignature)
+        );
         let mut tampered = token.clone();
         tampered.push('A');
-        assert!(verify(key, &tampered, "https://127.0.0.1:1", 150).is_none());
-        assert!(verify(key, "garbage", "https://127.0.0.1:1", 150).is_none());
+        assert!(verify(key, &tampered, "https://127.0.0.1:1", 150).is_err());
+        assert_eq!(
+            verify(key, "garbage", "https://127.0.0.1:1", 150),
+            Err(TokenProblem::Malformed)
+        );
+    }
+
+    #[test]
+    fn cloud_vault_hosts_take_their_clouds_audience() {
+        assert_eq!(
+            resource_for_host("kv.privatelink.vault.azure.net:8443"),
+            "https://vault.azure.net"
+        );
+        assert_eq!(
+            resource_for_host("kv.vault.usgovcloudapi.net"),
+            "https://vault.usgovcloudapi.net"
+        );
     }
 
     #[test]

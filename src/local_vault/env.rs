@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 use super::LocalVaultError;
 use crate::secret_value::SecretValue;
 
+/// The variables of the env file whose values are credentials: never printed unless asked.
+pub const SECRET_VARIABLES: [&str; 3] = [
+    "AKVFS_CLIENT_SECRET",
+    "AKVFS_ADMIN_TOKEN",
+    "IDENTITY_HEADER",
+];
+
 #[derive(Clone, Debug)]
 pub struct LocalVaultEnv {
     pub vault_url: String,
@@ -92,6 +99,24 @@ impl LocalVaultEnv {
             ("IDENTITY_ENDPOINT", self.identity_endpoint.clone()),
             ("IDENTITY_HEADER", self.identity_header.expose().to_owned()),
         ]
+    }
+
+    /// What `akvfs local-vault` prints at start: the env file's path and every variable that
+    /// is not secret (not the client secret, admin token or identity header: standard output
+    /// ends up in journals and CI logs). `--print-env` prints the whole file instead.
+    pub fn public_summary(&self, env_file: &Path) -> String {
+        let mut out = format!(
+            "# akvfs local vault: `source {}` to use it (it also holds the secret values: {}; \
+             --print-env prints them here)\n",
+            shell_quote(&env_file.display().to_string()),
+            SECRET_VARIABLES.join(", ")
+        );
+        for (name, value) in self.variables() {
+            if !SECRET_VARIABLES.contains(&name) {
+                out.push_str(&format!("export {name}={}\n", shell_quote(&value)));
+            }
+        }
+        out
     }
 
     /// The value `source DIR/env` would give `name`: lets a credential read this vault's
@@ -193,5 +218,16 @@ mod tests {
         assert_eq!(back.ca_file, env.ca_file);
         assert_eq!(back.client_secret.expose(), "s'x");
         assert_eq!(back.identity_endpoint, env.identity_endpoint);
+
+        let summary = env.public_summary(Path::new("/tmp/a dir/env"));
+        assert!(summary.contains("source '/tmp/a dir/env'"), "{summary}");
+        assert!(summary.contains("export AKVFS_VAULT_URL=https://127.0.0.1:1\n"));
+        assert!(summary.contains("export AKVFS_CLIENT_ID=c\n"));
+        for secret in ["s'x", "adm", "ih"] {
+            assert!(!summary.contains(&format!("={secret}")), "{summary}");
+        }
+        for name in SECRET_VARIABLES {
+            assert!(!summary.contains(&format!("export {name}=")), "{summary}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 
 use axum::http::StatusCode;
 
+use crate::vault::model::MAX_SECRET_VALUE_CHARS;
+
 /// An error answer of the data plane. Built by the store and the handlers, rendered in `api`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -34,12 +36,24 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BadParameter", message)
     }
 
+    /// A value over the service's limit. The message is the service's; the inner error code
+    /// `SecretTooLarge` is what the issue reports the service sending (no recording shows it:
+    /// unconfirmed).
+    pub fn secret_too_large() -> Self {
+        ApiError::bad_parameter(format!(
+            "Secret is beyond the maximum permitted length of {MAX_SECRET_VALUE_CHARS} characters."
+        ))
+        .with_inner("SecretTooLarge")
+    }
+
+    /// No bearer token.
     pub fn unauthorized() -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "AKV10000: Request is missing a Bearer or PoP token.",
-        )
+        ApiError::unauthorized_with("AKV10000: Request is missing a Bearer or PoP token.")
+    }
+
+    /// A refused token, with the service's text for the reason.
+    pub fn unauthorized_with(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
     }
 
     /// `GET /secrets/{name}`, `PATCH`, `DELETE /secrets/{name}`, backup of an unknown name.

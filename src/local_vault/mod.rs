@@ -8,7 +8,7 @@
 //! Files: `server` (start-up, shared state, shutdown), `api/` (HTTP surface: dispatch, data
 //! plane, wire JSON, backup blobs, token issuance, admin endpoints), `store` (SQLite state), `auth` (JWTs, challenge resource), `tls` (local CA
 //! and leaf), `control` (clock, counters, faults, throttling), `admin` (admin types and client),
-//! `env` (the `DIR/env` file).
+//! `env` (the `DIR/env` file), `files` (explicit file modes, the private data directory).
 //!
 //! Decisions where the service leaves room (each pinned by a test):
 //! - Challenge `resource`: the parent domain of the request's host when it has one (as Azure),
@@ -31,7 +31,9 @@
 //!   certificate registered through the admin API (kept in memory only), or HS256 federated
 //!   tokens of the vault's own OIDC issuer (`{vault}/_akvfs/oidc`, subject = client id, audience
 //!   `api://AzureADTokenExchange`) minted through the admin API.
-//! - Backup blobs are HMAC-sealed by the vault: restorable only into the vault that made them.
+//! - Backup blobs are opaque: ChaCha20-Poly1305 under a key of the data directory
+//!   (`DIR/backup.key`, 0600, made on the first backup), so a blob restores only into the vault
+//!   of the data directory that made it; anything else is the service's corrupt-blob 400.
 //! - List pages are full (25, or `maxresults`) so call counts are predictable; the admin
 //!   `paging` control makes them short like the service's sometimes are.
 //! - One vault per data dir: a second start on the same `DIR` fails (flock on `DIR/lock`) rather
@@ -43,17 +45,19 @@ mod auth;
 mod control;
 mod env;
 mod error;
+mod files;
 mod server;
 mod store;
 mod tls;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use admin::{AdminClient, Counters, FaultSpec, FederatedTokenRequest, NewPrincipal};
 pub use api::OPERATIONS;
 pub use env::LocalVaultEnv;
+pub use files::open_log_file;
 pub use server::LocalVault;
 pub(crate) use server::Shared;
 
@@ -127,39 +131,4 @@ pub enum LocalVaultError {
     EnvFile { path: String, message: String },
     #[error("local vault admin: {0}")]
     Admin(String),
-}
-
-/// Writes a file readable by its owner only (mode 0600), replacing any previous content.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), LocalVaultError> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let io = |source| LocalVaultError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    // An existing file keeps its mode through open(); force 0600.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    Ok(())
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), LocalVaultError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| LocalVaultError::Io {
-            what: format!("creating {}", dir.display()),
-            source,
-        })
 }

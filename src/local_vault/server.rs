@@ -12,11 +12,11 @@ use rand::RngCore;
 use super::admin::NewPrincipal;
 use super::control::{Clock, CounterRegistry, FaultTable, Throttle};
 use super::error::ApiError;
-use super::store::{PrincipalRecord, Store};
-use super::{
-    api, auth, create_private_dir, tls, write_private_file, LocalVaultConfig, LocalVaultEnv,
-    LocalVaultError,
+use super::files::{
+    open_private_file, prepare_private_dir, set_mode, write_private_file, PRIVATE_MODE,
 };
+use super::store::{PrincipalRecord, Store};
+use super::{api, auth, tls, LocalVaultConfig, LocalVaultEnv, LocalVaultError};
 use crate::secret_value::SecretValue;
 
 /// State shared by every request.
@@ -28,7 +28,10 @@ pub(crate) struct Shared {
     pub(crate) faults: FaultTable,
     pub(crate) throttle: Throttle,
     pub(crate) jwt_key: SecretValue,
-    pub(crate) backup_key: SecretValue,
+    /// The data directory (an in-memory vault's private temporary one).
+    pub(crate) data_dir: PathBuf,
+    /// The backup key, loaded from (or generated in) the data directory on first use.
+    pub(crate) backup_key: parking_lot::Mutex<Option<api::BackupKey>>,
     pub(crate) tenant_id: String,
     pub(crate) default_client_id: String,
     pub(crate) admin_token: SecretValue,
@@ -131,21 +134,13 @@ struct DirLock {
 impl DirLock {
     fn acquire(dir: &Path) -> Result<DirLock, LocalVaultError> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::io::AsRawFd;
         let path = dir.join("lock");
         let io = |source| LocalVaultError::Io {
             what: format!("locking {}", path.display()),
             source,
         };
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
+        let mut file = open_private_file(&path)?;
         // SAFETY: flock(2) on a descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -194,7 +189,7 @@ impl LocalVault {
                 (dir.clone(), Some(dir))
             }
         };
-        create_private_dir(&dir)?;
+        prepare_private_dir(&dir)?;
         let result = match DirLock::acquire(&dir) {
             Ok(lock) => Self::start_in(config, dir, temp_dir.clone(), lock).await,
             Err(e) => Err(e),
@@ -289,7 +284,8 @@ impl LocalVault {
             counters: CounterRegistry::default(),
             faults: FaultTable::default(),
             jwt_key: meta.jwt_key,
-            backup_key: meta.backup_key,
+            data_dir: dir.clone(),
+            backup_key: parking_lot::Mutex::new(None),
             tenant_id: meta.tenant_id,
             default_client_id: meta.default_client_id,
             admin_token: meta.admin_token,
@@ -365,7 +361,6 @@ struct Meta {
     tenant_id: String,
     default_client_id: String,
     jwt_key: SecretValue,
-    backup_key: SecretValue,
     admin_token: SecretValue,
     identity_header: SecretValue,
 }
@@ -389,8 +384,11 @@ fn prepare(config: &LocalVaultConfig, dir: &Path) -> Result<Prepared, LocalVault
         message: e.to_string(),
     };
     if let Some(path) = &db_path {
-        if !path.exists() {
-            // Create it 0600 before SQLite does (its WAL and SHM files inherit the mode).
+        if path.exists() {
+            // SQLite creates the WAL and SHM files with the database file's mode.
+            set_mode(path, PRIVATE_MODE)?;
+        } else {
+            // Create it 0600 before SQLite does (its WAL and SHM files take the mode).
             write_private_file(path, b"")?;
         }
     }
@@ -409,7 +407,6 @@ fn prepare(config: &LocalVaultConfig, dir: &Path) -> Result<Prepared, LocalVault
             .meta_or_insert("default_client_id", || uuid::Uuid::new_v4().to_string())
             .map_err(db_err)?,
         jwt_key: meta_secret("jwt_key")?,
-        backup_key: meta_secret("backup_key")?,
         admin_token: meta_secret("admin_token")?,
         identity_header: meta_secret("identity_header")?,
     };

@@ -1,6 +1,7 @@
 //! TLS material of the local vault: a local CA and a leaf certificate for `localhost`,
 //! `127.0.0.1`, `::1` and the configured host names, kept in the data dir (`ca.pem`, `ca-key.pem`,
-//! `tls.pem`, `tls-key.pem`; keys mode 0600) and reused on restart. Clients trust `ca.pem`
+//! `tls.pem`, `tls-key.pem`, `tls.names`; keys mode 0600, the rest 0644 whatever the umask)
+//! and reused on restart. Clients trust `ca.pem`
 //! (`AKVFS_CA_FILE`). The leaf is re-issued by the same CA when the host names change.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,8 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-use super::{write_private_file, LocalVaultError};
+use super::files::{set_mode, write_private_file, write_public_file, PRIVATE_MODE, PUBLIC_MODE};
+use super::LocalVaultError;
 
 pub struct TlsMaterial {
     pub ca_file: PathBuf,
@@ -75,8 +77,7 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<TlsMaterial, L
             .self_signed(&key)
             .map_err(tls_err("signing the CA"))?;
         write_private_file(&ca_key_file, key.serialize_pem().as_bytes())?;
-        std::fs::write(&ca_file, cert.pem())
-            .map_err(io_err(format!("writing {}", ca_file.display())))?;
+        write_public_file(&ca_file, cert.pem().as_bytes())?;
         // A new CA invalidates any old leaf.
         let _ = std::fs::remove_file(&leaf_file);
         key
@@ -108,12 +109,20 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<TlsMaterial, L
             .signed_by(&key, &issuer, &ca_key)
             .map_err(tls_err("signing the leaf"))?;
         write_private_file(&leaf_key_file, key.serialize_pem().as_bytes())?;
-        std::fs::write(&leaf_file, cert.pem())
-            .map_err(io_err(format!("writing {}", leaf_file.display())))?;
-        std::fs::write(&names_file, &names_line)
-            .map_err(io_err(format!("writing {}", names_file.display())))?;
+        write_public_file(&leaf_file, cert.pem().as_bytes())?;
+        write_public_file(&names_file, names_line.as_bytes())?;
     }
 
+    // Files kept from an earlier start get their modes again, whatever made them.
+    for (file, mode) in [
+        (&ca_file, PUBLIC_MODE),
+        (&leaf_file, PUBLIC_MODE),
+        (&names_file, PUBLIC_MODE),
+        (&ca_key_file, PRIVATE_MODE),
+        (&leaf_key_file, PRIVATE_MODE),
+    ] {
+        set_mode(file, mode)?;
+    }
     let server_config = server_config(&leaf_file, &leaf_key_file)?;
     Ok(TlsMaterial {
         ca_file,

@@ -12,6 +12,48 @@ use crate::secret_value::SecretValue;
 /// The service's limit on a stored value, counted in characters: "Secret is beyond the maximum
 /// permitted length of 25600 characters."
 pub const MAX_SECRET_VALUE_CHARS: usize = 25_600;
+/// How long `value` is for the service's limit ([`MAX_SECRET_VALUE_CHARS`]): its length in
+/// UTF-16 code units. The service is .NET, whose `string.Length` counts UTF-16 code units, so a
+/// character outside the Basic Multilingual Plane (an emoji) counts twice: 25,600 emoji are
+/// 51,200 units. Unconfirmed against the live service (no recording sends such a value); it is
+/// the stricter reading, so a value accepted here is accepted there. The local vault's set and
+/// seed checks, the in-memory store and the mount's EFBIG check all count with this function.
+pub fn value_length_in_service_units(value: &str) -> usize {
+    value.encode_utf16().count()
+}
+
+/// Whether `value` is within the service's limit, counted as [`value_length_in_service_units`].
+pub fn value_within_service_limit(value: &str) -> bool {
+    // UTF-16 units never exceed UTF-8 bytes: skip counting when the bytes fit.
+    value.len() <= MAX_SECRET_VALUE_CHARS
+        || value_length_in_service_units(value) <= MAX_SECRET_VALUE_CHARS
+}
+
+/// DNS suffix of the public cloud's vaults (its Key Vault audience is `https://vault.azure.net`).
+pub const PUBLIC_CLOUD_VAULT_SUFFIX: &str = "vault.azure.net";
+/// DNS suffix of Azure China's vaults.
+pub const CHINA_CLOUD_VAULT_SUFFIX: &str = "vault.azure.cn";
+/// DNS suffix of Azure US Government's vaults.
+pub const US_GOVERNMENT_VAULT_SUFFIX: &str = "vault.usgovcloudapi.net";
+/// Every cloud's vault DNS suffix: `https://SUFFIX` is that cloud's Key Vault audience.
+pub const CLOUD_VAULT_SUFFIXES: [&str; 3] = [
+    PUBLIC_CLOUD_VAULT_SUFFIX,
+    CHINA_CLOUD_VAULT_SUFFIX,
+    US_GOVERNMENT_VAULT_SUFFIX,
+];
+
+/// The cloud vault suffix `host` is a name under (`kv.vault.azure.cn` → `vault.azure.cn`,
+/// `kv.privatelink.vault.azure.net` → `vault.azure.net`); `None` for the suffix itself and for
+/// any other host (ASCII case-insensitive, a trailing dot ignored).
+pub fn cloud_vault_suffix(host: &str) -> Option<&'static str> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    CLOUD_VAULT_SUFFIXES.into_iter().find(|suffix| {
+        host.strip_suffix(suffix)
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty())
+    })
+}
+
 /// Longest secret name.
 pub const MAX_SECRET_NAME_LEN: usize = 127;
 /// Longest `contentType`.
@@ -232,6 +274,52 @@ impl SecretId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_under_a_clouds_vault_suffix() {
+        assert_eq!(
+            cloud_vault_suffix("kv.vault.azure.net"),
+            Some("vault.azure.net")
+        );
+        assert_eq!(
+            cloud_vault_suffix("KV.Vault.Azure.CN."),
+            Some("vault.azure.cn")
+        );
+        assert_eq!(
+            cloud_vault_suffix("kv.privatelink.vault.azure.net"),
+            Some("vault.azure.net")
+        );
+        assert_eq!(
+            cloud_vault_suffix("kv.vault.usgovcloudapi.net"),
+            Some("vault.usgovcloudapi.net")
+        );
+        for other in [
+            "vault.azure.net",
+            "kvvault.azure.net",
+            "kv.vault.azure.net.evil.com",
+            "127.0.0.1",
+        ] {
+            assert_eq!(cloud_vault_suffix(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn values_are_measured_in_utf16_code_units_as_the_service_counts() {
+        assert_eq!(value_length_in_service_units("abc"), 3);
+        assert_eq!(value_length_in_service_units("é€"), 2);
+        assert_eq!(value_length_in_service_units("😀"), 2);
+        let emoji = "😀".repeat(MAX_SECRET_VALUE_CHARS);
+        assert_eq!(value_length_in_service_units(&emoji), 51_200);
+        assert!(!value_within_service_limit(&emoji));
+        assert!(value_within_service_limit(&"😀".repeat(12_800)));
+        assert!(!value_within_service_limit(&"😀".repeat(12_801)));
+        assert!(value_within_service_limit(
+            &"€".repeat(MAX_SECRET_VALUE_CHARS)
+        ));
+        assert!(!value_within_service_limit(
+            &"a".repeat(MAX_SECRET_VALUE_CHARS + 1)
+        ));
+    }
 
     #[test]
     fn names_follow_the_service_rule() {

@@ -59,6 +59,16 @@ pub async fn get_token(http: &reqwest::Client, env: &LocalVaultEnv, resource: &s
 }
 
 impl TestVault {
+    /// The port the vault listens on.
+    pub fn port(&self) -> u16 {
+        self.vault
+            .vault_url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the vault URL ends with its port")
+    }
+
     pub async fn start() -> TestVault {
         Self::start_with(|_| {}).await
     }
@@ -108,6 +118,38 @@ impl TestVault {
             .expect("token request");
         let status = resp.status().as_u16();
         (status, resp.json().await.expect("token json"))
+    }
+
+    /// An admin request with the admin token and a raw body: `(status, JSON body or Null)`.
+    pub async fn admin_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.vault.vault_url()))
+            .bearer_auth(self.vault.env().admin_token.expose())
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("admin request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// An admin request with the admin token and a JSON body (or none).
+    pub async fn admin_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let text = body.map(|b| b.to_string()).unwrap_or_default();
+        self.admin_text(method, path, &text).await
     }
 
     pub fn admin(&self) -> AdminClient {

@@ -26,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::Shared;
 
+pub use backup::BackupKey;
+
 /// Largest request body read (a full 25,600-character value with JSON escaping fits easily).
 const MAX_BODY_BYTES: usize = 1 << 20;
 

@@ -19,8 +19,8 @@ use crate::local_vault::store::{NewVersion, Now, VersionUpdate};
 use crate::local_vault::Shared;
 use crate::secret_value::SecretValue;
 use crate::vault::model::{
-    is_valid_secret_name, SecretSetParameters, SecretUpdateParameters, MAX_CONTENT_TYPE_LEN,
-    MAX_PAGE_SIZE, MAX_SECRET_VALUE_CHARS,
+    is_valid_secret_name, value_within_service_limit, SecretSetParameters, SecretUpdateParameters,
+    MAX_CONTENT_TYPE_LEN, MAX_PAGE_SIZE,
 };
 
 /// The api-versions the service knows: 7.0 … 7.6 (and their previews), 2016-10-01, and date
@@ -70,9 +70,11 @@ fn challenge_resource(st: &Shared, host: &str) -> String {
         .unwrap_or_else(|| auth::resource_for_host(host))
 }
 
-pub(super) fn challenge(st: &Shared, host: &str) -> Response {
+/// A 401 with the service's challenge (`WWW-Authenticate`), whatever the reason: a client
+/// learns the authority and resource from any 401, as from the service's.
+pub(super) fn challenge(st: &Shared, host: &str, error: ApiError) -> Response {
     let resource = challenge_resource(st, host);
-    let mut resp = ApiError::unauthorized().into_response();
+    let mut resp = error.into_response();
     let value = format!(
         "Bearer authorization=\"https://{host}/{}\", resource=\"{resource}\"",
         st.tenant_id
@@ -83,17 +85,25 @@ pub(super) fn challenge(st: &Shared, host: &str) -> Response {
     resp
 }
 
-pub(super) fn authenticate(st: &Shared, headers: &HeaderMap, host: &str) -> Option<Claims> {
+/// The request's claims, or the 401 to answer: AKV10000 without a bearer token, else the
+/// service's text for why the token is refused.
+pub(super) fn authenticate(
+    st: &Shared,
+    headers: &HeaderMap,
+    host: &str,
+) -> Result<Claims, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(auth::bearer)?;
+        .and_then(auth::bearer)
+        .ok_or_else(ApiError::unauthorized)?;
     auth::verify(
         st.jwt_key.expose().as_bytes(),
         token,
         &challenge_resource(st, host),
         st.clock.now_secs(),
     )
+    .map_err(|problem| ApiError::unauthorized_with(problem.message()))
 }
 
 pub(super) fn now(st: &Shared) -> Now {
@@ -113,10 +123,15 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::internal("The local vault's storage task failed."))?
 }
 
-pub(super) async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+/// The request body, at most [`MAX_BODY_BYTES`] (possibly empty).
+pub(super) async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
         .await
-        .map_err(|_| ApiError::bad_parameter("The request body is too large or unreadable."))?;
+        .map_err(|_| ApiError::bad_parameter("The request body is too large or unreadable."))
+}
+
+pub(super) async fn read_json<T: DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+    let bytes = read_body(req).await?;
     if bytes.is_empty() {
         return Err(ApiError::bad_parameter("The request body is missing."));
     }
@@ -137,8 +152,9 @@ pub(super) async fn vault(st: &Arc<Shared>, op: VaultOp, req: Request) -> Respon
             .into_response();
     };
     // Authentication comes first: no body or api-version is looked at without a valid token.
-    let Some(claims) = authenticate(st, req.headers(), &host) else {
-        return challenge(st, &host);
+    let claims = match authenticate(st, req.headers(), &host) {
+        Ok(claims) => claims,
+        Err(error) => return challenge(st, &host, error),
     };
     if let Err(retry_after) = st.throttle.admit(matches!(op, VaultOp::Set(_))) {
         return ApiError::throttled(Some(retry_after)).into_response();
@@ -288,10 +304,8 @@ pub(super) async fn vault_op(
 }
 
 pub(super) fn validate_set(p: SecretSetParameters) -> Result<NewVersion, ApiError> {
-    if p.value.char_count() > MAX_SECRET_VALUE_CHARS {
-        return Err(ApiError::bad_parameter(format!(
-            "Secret is beyond the maximum permitted length of {MAX_SECRET_VALUE_CHARS} characters."
-        )));
+    if !value_within_service_limit(p.value.expose()) {
+        return Err(ApiError::secret_too_large());
     }
     check_content_type(p.content_type.as_deref())?;
     check_tags(p.tags.as_ref())?;

@@ -1,5 +1,9 @@
 //! Azure clouds: which Microsoft Entra authority serves which Key Vault DNS suffix.
 
+use crate::vault::model::{
+    CHINA_CLOUD_VAULT_SUFFIX, PUBLIC_CLOUD_VAULT_SUFFIX, US_GOVERNMENT_VAULT_SUFFIX,
+};
+
 /// One Azure cloud.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cloud {
@@ -13,19 +17,19 @@ pub struct Cloud {
 
 pub const AZURE_PUBLIC_CLOUD: Cloud = Cloud {
     name: "public",
-    vault_suffix: "vault.azure.net",
+    vault_suffix: PUBLIC_CLOUD_VAULT_SUFFIX,
     authority_host: "https://login.microsoftonline.com",
 };
 
 pub const AZURE_CHINA_CLOUD: Cloud = Cloud {
     name: "china",
-    vault_suffix: "vault.azure.cn",
+    vault_suffix: CHINA_CLOUD_VAULT_SUFFIX,
     authority_host: "https://login.chinacloudapi.cn",
 };
 
 pub const AZURE_US_GOVERNMENT: Cloud = Cloud {
     name: "usgov",
-    vault_suffix: "vault.usgovcloudapi.net",
+    vault_suffix: US_GOVERNMENT_VAULT_SUFFIX,
     authority_host: "https://login.microsoftonline.us",
 };
 
