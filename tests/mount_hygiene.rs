@@ -305,3 +305,30 @@ fn no_piece_of_an_evicted_overwritten_or_deleted_value_stays_in_the_daemons_memo
         "pieces of the evicted, overwritten and deleted values stay in the daemon's memory"
     );
 }
+
+/// The service counts a value's length in UTF-16 code units (.NET): an emoji counts twice.
+/// The mount refuses at write time what the vault would refuse at close, keeping the old value.
+#[test]
+fn the_efbig_check_counts_utf16_units_as_the_service_does() {
+    let m = LocalMount::start(&[]);
+    m.other_set("emoji", "old");
+    let outcome = py(
+        &m,
+        r#"
+import errno
+try:
+    with open("emoji", "w", encoding="utf-8") as f:
+        f.write("\U0001F600" * 12801)
+    print("written")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"#,
+    );
+    assert_eq!(outcome, "EFBIG");
+    assert_eq!(m.other_get("emoji"), "old", "the old value stays");
+    py(
+        &m,
+        "open('emoji', 'w', encoding='utf-8').write('\\U0001F600' * 12800)",
+    );
+    assert_eq!(m.other_get("emoji"), "😀".repeat(12_800));
+}

@@ -5,7 +5,10 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 use crate::secret_value::SecretValue;
-use crate::vault::model::{Tags, FILE_ENCODING_TAG, MAX_SECRET_VALUE_CHARS};
+use crate::vault::model::{
+    value_length_in_service_units, value_within_service_limit, Tags, FILE_ENCODING_TAG,
+    MAX_SECRET_VALUE_CHARS,
+};
 
 /// How a file's bytes are stored in the secret value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +127,8 @@ pub fn tags_for(old: Option<&Tags>, encoding: Encoding) -> Option<Tags> {
 }
 
 /// Whether `content` stored with the secret's current encoding stays within the service limit
-/// (25,600 characters of stored value). Content that ends inside a UTF-8 sequence counts as
+/// (25,600 characters of stored value, counted in UTF-16 code units as the service counts them:
+/// see [`value_length_in_service_units`]). Content that ends inside a UTF-8 sequence counts as
 /// text still being written, so a multi-byte character split across two writes is not
 /// mistaken for binary.
 pub fn fits(content: &[u8], current: Encoding) -> bool {
@@ -134,13 +138,12 @@ pub fn fits(content: &[u8], current: Encoding) -> bool {
         Encoding::Hex => content.len() * 2 <= limit,
         Encoding::Text => {
             match std::str::from_utf8(content) {
-                // Characters never exceed bytes: skip counting when the bytes fit.
-                Ok(text) => text.len() <= limit || text.chars().count() <= limit,
+                Ok(text) => value_within_service_limit(text),
                 Err(error) if error.error_len().is_none() => {
                     let (valid, rest) = content.split_at(error.valid_up_to());
-                    let chars =
-                        std::str::from_utf8(valid).map_or(usize::MAX, |t| t.chars().count());
-                    chars.saturating_add(usize::from(!rest.is_empty())) <= limit
+                    let units = std::str::from_utf8(valid)
+                        .map_or(usize::MAX, value_length_in_service_units);
+                    units.saturating_add(usize::from(!rest.is_empty())) <= limit
                 }
                 // Binary: stored as base64.
                 Err(_) => content.len().div_ceil(3) * 4 <= limit,
@@ -172,6 +175,10 @@ mod tests {
         // A write that ends inside a character is still text.
         let cut = &snowmen.as_bytes()[..snowmen.len() - 1];
         assert!(fits(cut, Encoding::Text));
+        // Outside the Basic Multilingual Plane a character is two UTF-16 units, as the
+        // service counts: 12,800 emoji fit, 12,801 do not.
+        assert!(fits("😀".repeat(12_800).as_bytes(), Encoding::Text));
+        assert!(!fits("😀".repeat(12_801).as_bytes(), Encoding::Text));
     }
 
     #[test]
