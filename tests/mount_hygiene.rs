@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{akvfs_bin, env_credential, sh_ok, LocalMount, UrlMount};
+use common::{akvfs_bin, env_credential, py, sh_ok, LocalMount, UrlMount};
 
 /// `os.statvfs` of the mount: (size, available) in bytes.
 fn space(m: &LocalMount) -> (u64, u64) {
@@ -24,21 +24,9 @@ fn space(m: &LocalMount) -> (u64, u64) {
     )
 }
 
-/// Runs a Python program in the mount; its stdout (the test fails when it fails).
-fn py(m: &LocalMount, program: &str) -> String {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(program)
-        .current_dir(&m.mountpoint)
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "python failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        m.log_text()
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+/// A Python program's output, trimmed.
+fn py_line(m: &LocalMount, program: &str) -> String {
+    py(m, program).trim().to_owned()
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -51,7 +39,7 @@ fn scratch_files_and_placeholders_share_a_bounded_space_that_statfs_reports() {
     assert_eq!(available, MIB, "and nothing used yet");
 
     // Editor scratch files: three of 300 kB fit in 1 MiB, the fourth does not.
-    let written = py(
+    let written = py_line(
         &m,
         r#"
 import errno
@@ -81,7 +69,7 @@ for n in "abcd":
     // Placeholders (created, never written) cost space too: a million `touch`es cannot grow
     // the daemon without bound.
     m.reset_counters();
-    let created = py(
+    let created = py_line(
         &m,
         r#"
 import errno
@@ -312,7 +300,7 @@ fn no_piece_of_an_evicted_overwritten_or_deleted_value_stays_in_the_daemons_memo
 fn the_efbig_check_counts_utf16_units_as_the_service_does() {
     let m = LocalMount::start(&[]);
     m.other_set("emoji", "old");
-    let outcome = py(
+    let outcome = py_line(
         &m,
         r#"
 import errno

@@ -8,24 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use akvfs::vault::SecretStore;
-use common::{sh, sh_err, sh_ok, LocalMount};
-
-/// Run a Python program in the mount; its stdout. Fails the test when it fails.
-fn py(m: &LocalMount, program: &str) -> String {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(program)
-        .current_dir(&m.mountpoint)
-        .output()
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "python failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        m.log_text()
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use common::{py, sh, sh_err, sh_ok, LocalMount};
 
 fn versions(m: &LocalMount, name: &str) -> usize {
     m.block_on(m.other_client().list_properties_of_secret_versions(name))

@@ -572,3 +572,20 @@ pub fn as_user(user: &str, group: &str, program: impl AsRef<std::ffi::OsStr>) ->
         .arg(program);
     command
 }
+
+/// Run a Python program in the mount; its stdout. Fails the test when it fails.
+pub fn py(m: &LocalMount, program: &str) -> String {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .current_dir(&m.mountpoint)
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        m.log_text()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
