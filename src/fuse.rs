@@ -256,6 +256,12 @@ impl Filesystem for FuseAdapter {
         );
     }
 
+    /// The kernel dropped lookups of an inode: the core forgets it once none are left.
+    /// No reply, no vault call. (fuser's `batch_forget` calls this for each inode.)
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = self.fs.clone();
         let pid = req.pid();

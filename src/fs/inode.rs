@@ -1,6 +1,8 @@
 //! The inode table: a stable number for every path the kernel has seen. Secrets are keyed by
 //! their lower-cased name (the vault is case-insensitive), so `FOO` and `foo` are one inode.
-//! Inodes are never reused while mounted (a few bytes each), which keeps `forget` trivial.
+//! Inode numbers are never reused while mounted. A node lives while the kernel holds lookups of
+//! it (or the core holds state for it: an open file, a placeholder, a scratch file); when the
+//! kernel forgets it, it goes, so a long-running daemon does not grow with every name it saw.
 
 use std::collections::HashMap;
 
@@ -38,6 +40,8 @@ pub struct Node {
     pub name: String,
     /// The secret version whose content the kernel may hold in its page cache.
     pub kernel_version: Option<String>,
+    /// Lookups the kernel holds (entries answered minus `forget`s).
+    lookups: u64,
 }
 
 pub struct InodeTable {
@@ -65,6 +69,7 @@ impl Default for InodeTable {
                     key,
                     name: name.to_owned(),
                     kernel_version: None,
+                    lookups: 0,
                 },
             );
         }
@@ -93,9 +98,48 @@ impl InodeTable {
                 key,
                 name: name.to_owned(),
                 kernel_version: None,
+                lookups: 0,
             },
         );
         ino
+    }
+
+    /// The kernel was given an entry for `ino`: one more lookup it holds. `false` when the
+    /// node is gone (forgotten meanwhile): the caller resolves the name again.
+    pub fn remember(&mut self, ino: u64) -> bool {
+        match self.nodes.get_mut(&ino) {
+            Some(node) => {
+                node.lookups += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The kernel forgot `count` lookups of `ino`; `true` when it holds none any more.
+    pub fn forget(&mut self, ino: u64, count: u64) -> bool {
+        self.nodes.get_mut(&ino).is_some_and(|node| {
+            node.lookups = node.lookups.saturating_sub(count);
+            node.lookups == 0
+        })
+    }
+
+    /// Drop a node the kernel holds no lookup of (the fixed directories stay).
+    pub fn remove_unheld(&mut self, ino: u64) -> bool {
+        if ino <= DELETED_DIR_INO || self.nodes.get(&ino).is_none_or(|node| node.lookups > 0) {
+            return false;
+        }
+        if let Some(node) = self.nodes.remove(&ino) {
+            if self.by_key.get(&node.key) == Some(&ino) {
+                self.by_key.remove(&node.key);
+            }
+        }
+        true
+    }
+
+    /// How many nodes the table holds.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {

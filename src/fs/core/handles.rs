@@ -484,6 +484,18 @@ impl SecretFs {
         name: &str,
         mode: OpenMode,
     ) -> Result<(Entry, Opened), FsError> {
+        let (entry, opened) = self.create_and_open(parent, name, mode).await?;
+        // The kernel holds the entry now (the open handle keeps the node meanwhile).
+        self.inodes.lock().remember(entry.attr.ino);
+        Ok((entry, opened))
+    }
+
+    async fn create_and_open(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: OpenMode,
+    ) -> Result<(Entry, Opened), FsError> {
         let (parent_key, parent_name) = self.node(parent)?;
         match parent_key {
             NodeKey::Root => {}
@@ -925,6 +937,8 @@ impl SecretFs {
             Body::Snapshot { .. } | Body::Scratch(_) => Ok(()),
         };
         self.files.lock().remove(&fh);
+        // The kernel may have forgotten the inode while it was open.
+        self.collect_inode(file.ino);
         result
     }
 

@@ -11,7 +11,46 @@ impl SecretFs {
 
     /// Find `name` in directory `parent`. Names that cannot be secrets answer NotFound without
     /// a vault call.
+    /// `lookup` for the kernel: the entry it will hold, counted until it forgets it.
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry, FsError> {
+        // The node may be forgotten between resolving and counting: resolve again (a new
+        // inode then); a few tries, as a forget racing every time cannot last.
+        let mut entry = self.resolve(parent, name).await?;
+        for _ in 0..3 {
+            if self.inodes.lock().remember(entry.attr.ino) {
+                break;
+            }
+            entry = self.resolve(parent, name).await?;
+        }
+        Ok(entry)
+    }
+
+    /// The kernel dropped `count` lookups of `ino`. When it holds none and nothing on this
+    /// mount needs the node (an open file, unsaved writes, a placeholder, a scratch file), the
+    /// node goes: a long-running daemon does not grow with every name it ever saw.
+    pub fn forget(&self, ino: u64, count: u64) {
+        if self.inodes.lock().forget(ino, count) {
+            self.collect_inode(ino);
+        }
+    }
+
+    /// Drop `ino` if the kernel holds no lookup of it and nothing here needs it.
+    pub(super) fn collect_inode(&self, ino: u64) {
+        let in_use = self.files.lock().values().any(|file| file.ino == ino)
+            || self.writes.lock().contains_key(&ino)
+            || self.placeholders.lock().values().any(|p| p.ino == ino)
+            || self.scratch.lock().values().any(|file| file.ino == ino);
+        if !in_use && self.inodes.lock().remove_unheld(ino) {
+            self.times.lock().remove(&ino);
+        }
+    }
+
+    /// How many inodes the table holds (for tests and the soak).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.lock().len()
+    }
+
+    async fn resolve(&self, parent: u64, name: &str) -> Result<Entry, FsError> {
         let (parent_key, parent_name) = self.node(parent)?;
         let not_found = || FsError::NotFound {
             name: name.to_owned(),
