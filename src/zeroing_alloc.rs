@@ -2,7 +2,7 @@
 //! reallocation). Secret values pass through buffers we do not own — HTTP response bodies,
 //! JSON parsing, request bodies, formatted strings — and a freed block keeps its bytes until
 //! reused; zeroing at the allocator is the one place that covers them all. What stays in
-//! live buffers that libraries reuse is listed in the README ("Secrets in memory").
+//! live buffers that libraries reuse is listed in docs/SEMANTICS.md ("Secrets in memory").
 
 use std::alloc::{GlobalAlloc, Layout, System};
 

@@ -314,7 +314,7 @@ fn kill_9_of_the_daemon_during_writes_leaves_no_partial_secret_and_remount_works
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bad input: the errno table (README "Errors", SPEC §3.9), through real syscalls
+// Bad input: the errno table (docs/SEMANTICS.md "Errors", SPEC §3.9), through real syscalls
 
 fn c_path(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).expect("path without NUL")

@@ -49,7 +49,8 @@ fn a_slow_secret_never_blocks_another() {
     });
     // Let the slow get reach the vault, then use other secrets meanwhile. (Creating a *new*
     // name is not among them: the kernel locks the directory exclusively for that, and an
-    // uncached lookup holds it shared until the vault answers; see the README.)
+    // uncached lookup holds it shared until the vault answers; see docs/SEMANTICS.md,
+    // "Caching and consistency".)
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sh_ok(&m.mountpoint, "cat fast"), "quick");
     sh_ok(&m.mountpoint, "echo -n quicker > fast");

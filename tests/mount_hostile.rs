@@ -3,8 +3,9 @@
 //! challenge, the connection check and listings normally, but serves a 50 MB streamed body, an
 //! 8 MiB one with its length, invalid JSON, a bundle with its fields missing, one with the wrong
 //! types, HTML, an empty body and junk 500s, or (in a variant) a listing whose `nextLink` points
-//! at another host. The mount must answer EIO (README errno table), never hang, never panic,
-//! keep its memory bounded, quote no body in its log, and go on serving good secrets.
+//! at another host. The mount must answer EIO (docs/SEMANTICS.md errno table), never hang,
+//! never panic, keep its memory bounded, quote no body in its log, and go on serving good
+//! secrets.
 
 mod common;
 mod https_support;

@@ -2,7 +2,7 @@
 //! `.deleted` views, xattr mapping. Returns plain Rust results; never sees `fuser` types, so it
 //! is tested with an in-memory [`SecretStore`](crate::vault::SecretStore).
 //!
-//! Semantics worth knowing (README material):
+//! Semantics worth knowing (docs/SEMANTICS.md material):
 //! - **Reads.** `/NAME` is the current version of a secret. Opening, reading and `stat` cost
 //!   one get on a cold secret, then nothing for `cache_ttl`; a 404 is remembered for
 //!   `negative_ttl`; concurrent misses share one get. Names that cannot be secrets answer

@@ -139,7 +139,7 @@ pub fn build_http_client_with(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         // An idle connection is closed (its buffers, which hold the last request and response,
-        // freed and so zeroed) soon after use: see the README, "Secrets in memory".
+        // freed and so zeroed) soon after use: see docs/SEMANTICS.md, "Secrets in memory".
         .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
         .tcp_keepalive(Duration::from_secs(60))
         .tls_built_in_root_certs(true);
