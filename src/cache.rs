@@ -267,6 +267,30 @@ where
                 None => break,
             }
         }
+        // Entries nobody can use any more (expired, and past what `stale_if_error` may serve)
+        // go from the least recently used end, so a long-running daemon does not keep an
+        // absence for every name it was ever asked (one step per store: amortised O(1)).
+        while inner
+            .lru
+            .peek_lru()
+            .is_some_and(|(_, slot)| Self::useless(policy, slot))
+        {
+            if let Some((_, expired)) = inner.lru.pop_lru() {
+                inner.bytes -= expired.weight;
+            }
+        }
+    }
+
+    /// Expired, and too old to be served stale.
+    fn useless(policy: &CachePolicy, slot: &Slot<V>) -> bool {
+        let keep_for = match slot.value {
+            Some(_) => policy
+                .ttl
+                .max(policy.stale_if_error.unwrap_or(Duration::ZERO)),
+            None => policy.negative_ttl,
+        };
+        slot.stored_at.elapsed() > keep_for
+            && slot.stale_until.is_none_or(|until| until <= Instant::now())
     }
 
     fn supersede_in_flight(inner: &mut Inner<V, E>, key: &str) {
@@ -426,6 +450,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(150)).await;
         cache.get_or_load("gone", load, |_| false).await.expect("l");
         assert_eq!(loads.load(Ordering::SeqCst), 2, "negative entry expired");
+    }
+
+    #[tokio::test]
+    async fn expired_entries_go_as_new_ones_are_stored() {
+        let cache: Cache<Blob, String> = Cache::new(policy(1 << 20));
+        for i in 0..100 {
+            cache.insert(&format!("absent-{i}"), None);
+        }
+        assert_eq!(cache.len(), 100);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        cache.insert("fresh", Some(blob(10)));
+        assert_eq!(cache.len(), 1, "expired absences went: {}", cache.len());
     }
 
     #[tokio::test]

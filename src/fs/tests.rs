@@ -1019,3 +1019,52 @@ async fn a_shell_redirection_over_a_secret_is_one_version_not_an_empty_one_first
     assert_eq!(store.calls("set"), 2);
     assert_eq!(store.current("s").expect("s").0, "");
 }
+
+/// What the kernel forgets goes from the inode table (a long-running daemon does not grow
+/// with every name it saw), except what an open handle, a placeholder or a scratch file needs.
+#[tokio::test]
+async fn the_inode_table_forgets_what_the_kernel_forgets() {
+    let (_store, fs) = setup(config());
+    let start = fs.inode_count();
+    for i in 0..200 {
+        // A placeholder (created, never written), a secret and a scratch file, each created,
+        // removed, then forgotten by the kernel.
+        for name in [format!("p{i}"), format!("s{i}"), format!(".x{i}.swp")] {
+            let (entry, opened) = fs.create(ROOT_INO, &name, WRITE).await.expect("create");
+            if name.starts_with('s') {
+                fs.write(opened.fh, 0, b"v").await.expect("write");
+            }
+            fs.release(opened.fh).await.expect("close");
+            fs.unlink(ROOT_INO, &name).await.expect("rm");
+            fs.forget(entry.attr.ino, 1);
+        }
+    }
+    assert_eq!(fs.inode_count(), start, "every forgotten inode went");
+
+    // Looked up twice, forgotten once: still there.
+    write_file(&fs, "kept", b"v").await.expect("write");
+    let ino = fs.lookup(ROOT_INO, "kept").await.expect("lookup").attr.ino;
+    fs.lookup(ROOT_INO, "kept").await.expect("lookup");
+    fs.forget(ino, 1);
+    assert!(fs.getattr(ino).await.is_ok(), "one lookup is still held");
+    // Forgotten while open: it stays until the handle closes.
+    let opened = fs.open(ino, READ).await.expect("open");
+    fs.forget(ino, 2);
+    assert!(
+        fs.getattr(ino).await.is_ok(),
+        "an open file keeps its inode"
+    );
+    fs.release(opened.fh).await.expect("close");
+    assert!(fs.getattr(ino).await.is_err(), "gone once closed");
+    // A placeholder keeps its inode while it exists, forgotten or not.
+    let (entry, opened) = fs
+        .create(ROOT_INO, "placeholder", WRITE)
+        .await
+        .expect("create");
+    fs.release(opened.fh).await.expect("close");
+    fs.forget(entry.attr.ino, 1);
+    assert!(fs.getattr(entry.attr.ino).await.is_ok());
+    // Looking the name up again gives an inode (a new one for a forgotten name).
+    let again = fs.lookup(ROOT_INO, "kept").await.expect("lookup again");
+    assert_ne!(again.attr.ino, ino, "numbers are never reused");
+}

@@ -20,7 +20,7 @@ pub const POLL_INITIAL_DELAY: Duration = Duration::from_millis(50);
 /// `rm` finishes at most this late, at two requests a second.
 pub const POLL_MAX_DELAY: Duration = Duration::from_millis(500);
 
-/// The delay before poll number `n` (0-based): 50 ms doubling up to 500 ms.
+/// The delay after poll number `n` (0-based) before the next: 50 ms doubling up to 500 ms.
 pub fn poll_delay(n: u32) -> Duration {
     POLL_INITIAL_DELAY
         .saturating_mul(1u32 << n.min(16))
@@ -45,8 +45,8 @@ pub fn deleted_resource_state<T>(result: Result<T, VaultError>) -> Result<PollSt
     }
 }
 
-/// Calls `poll` (after a short first delay, backing off) until it says done, it fails, or
-/// `timeout` passes (→ [`VaultError::Timeout`] naming `what`). A poll still running at the
+/// Calls `poll` at once (as the SDKs' pollers do: a local vault, or one that finished fast, costs
+/// no wait), then after delays backing off, until it says done, it fails, or `timeout` passes (→ [`VaultError::Timeout`] naming `what`). A poll still running at the
 /// deadline is abandoned.
 pub async fn poll_until<F, Fut>(
     timeout: Duration,
@@ -67,8 +67,10 @@ where
     };
     let mut n = 0;
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        tokio::time::sleep(poll_delay(n).min(remaining)).await;
+        if n > 0 {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(poll_delay(n - 1).min(remaining)).await;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(timed_out());
