@@ -3,6 +3,7 @@
 //! ([`config`]), name conventions ([`names`]), built-in formats ([`formats`]) and templates
 //! ([`template`]). The filesystem wires these in; nothing here does I/O on the vault.
 
+pub mod config;
 pub mod formats;
 pub mod names;
 pub mod template;
