@@ -56,7 +56,7 @@ struct RawConfig {
 struct RawDefaults {
     uid: Option<Spanned<RawId>>,
     gid: Option<Spanned<RawId>>,
-    mode: Option<Spanned<String>>,
+    mode: Option<Spanned<RawMode>>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +77,7 @@ struct RawFile {
     names: Option<Spanned<String>>,
     uid: Option<Spanned<RawId>>,
     gid: Option<Spanned<RawId>>,
-    mode: Option<Spanned<String>>,
+    mode: Option<Spanned<RawMode>>,
     group: Option<Spanned<String>>,
     read_only: Option<Spanned<bool>>,
 }
@@ -90,7 +90,7 @@ struct RawDir {
     names: Option<Spanned<String>>,
     uid: Option<Spanned<RawId>>,
     gid: Option<Spanned<RawId>>,
-    mode: Option<Spanned<String>>,
+    mode: Option<Spanned<RawMode>>,
     read_only: Option<Spanned<bool>>,
 }
 
@@ -100,6 +100,30 @@ struct RawSelect {
     prefix: Option<String>,
     names: Option<Vec<String>>,
     tag: Option<String>,
+}
+
+/// `mode`: an octal string; a TOML number is refused with a hint (`0o440` is the number 288).
+struct RawMode(String);
+
+impl<'de> Deserialize<'de> for RawMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal mode as a string, like \"0440\"")
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawMode, E> {
+                Err(E::custom(
+                    "mode must be a quoted octal string like \"0440\" (TOML reads a bare number as decimal or 0o…)",
+                ))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawMode, E> {
+                Ok(RawMode(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `uid`/`gid`: a name or a number.
@@ -152,6 +176,42 @@ impl Selection {
     pub fn prefix(&self) -> Option<&str> {
         match self {
             Selection::Prefix(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The key (format) or file name (`[[dir]]`) of secret `name` with `tags`: `None` when the
+    /// selection leaves it out or the convention maps it to no usable name.
+    pub fn key_for(
+        &self,
+        names: NameConvention,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        if !self.matches(name, tags) {
+            return None;
+        }
+        super::names::project_name(name, self.prefix(), names)
+    }
+
+    /// The secret a new file `file_name` in a writable `[[dir]]` creates: `None` when no secret
+    /// maps to exactly that name, or when a `names` selection does not list it. With a `tag`
+    /// selection the caller must give the new secret that tag ([`Selection::tag`]), or the file
+    /// vanishes from the directory.
+    pub fn secret_for(&self, names: NameConvention, file_name: &str) -> Option<String> {
+        let secret = super::names::secret_name_for(file_name, self.prefix(), names)?;
+        match self {
+            Selection::Names(listed) if !listed.iter().any(|n| n.eq_ignore_ascii_case(&secret)) => {
+                None
+            }
+            _ => Some(secret),
+        }
+    }
+
+    /// The tag a secret needs to be selected, for a `tag` selection.
+    pub fn tag(&self) -> Option<(&str, &str)> {
+        match self {
+            Selection::Tag { key, value } => Some((key, value)),
             _ => None,
         }
     }
@@ -491,8 +551,9 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn mode(&self, m: &Spanned<String>) -> Result<u16, ConfigError> {
-        crate::cli::parse_mode(m.get_ref()).or_else(|e| self.error(&m.span(), format!("mode: {e}")))
+    fn mode(&self, m: &Spanned<RawMode>) -> Result<u16, ConfigError> {
+        crate::cli::parse_mode(&m.get_ref().0)
+            .or_else(|e| self.error(&m.span(), format!("mode: {e}")))
     }
 
     fn id(&self, id: &Spanned<RawId>, key: &str) -> Result<u32, ConfigError> {
@@ -584,7 +645,7 @@ impl Checker<'_> {
         &self,
         uid: Option<&Spanned<RawId>>,
         gid: Option<&Spanned<RawId>>,
-        mode: Option<&Spanned<String>>,
+        mode: Option<&Spanned<RawMode>>,
         defaults: &Defaults,
     ) -> Result<(u32, u32, Option<u16>), ConfigError> {
         Ok((
@@ -1045,7 +1106,10 @@ names = "aspnet"
             "{said}"
         );
         let said = refused("[defaults]\nmode = 0o440\n");
-        assert!(said.starts_with("app.toml:2: "), "{said}");
+        assert!(
+            said.starts_with("app.toml:2: mode must be a quoted octal string"),
+            "{said}"
+        );
     }
 
     #[test]
@@ -1093,6 +1157,50 @@ names = "aspnet"
         assert!(
             matches!(&p.entries["d"].kind, EntryKind::Dir { select: Selection::Tag { key, value }, .. } if key == "env" && value == "prod")
         );
+    }
+
+    #[test]
+    fn selections_map_names_both_ways() {
+        let none = BTreeMap::new();
+        let prefix = Selection::Prefix("app-".into());
+        assert_eq!(
+            prefix
+                .key_for(NameConvention::Env, "app-greeting", &none)
+                .as_deref(),
+            Some("GREETING")
+        );
+        assert_eq!(prefix.key_for(NameConvention::Env, "other", &none), None);
+        assert_eq!(
+            prefix
+                .secret_for(NameConvention::Env, "GREETING")
+                .as_deref(),
+            Some("app-greeting")
+        );
+        let listed = Selection::Names(vec!["a-b".into()]);
+        assert_eq!(
+            listed
+                .key_for(NameConvention::Dots, "a-b", &none)
+                .as_deref(),
+            Some("a.b")
+        );
+        assert_eq!(listed.key_for(NameConvention::Dots, "c-d", &none), None);
+        assert_eq!(
+            listed.secret_for(NameConvention::Dots, "a.b").as_deref(),
+            Some("a-b")
+        );
+        assert_eq!(listed.secret_for(NameConvention::Dots, "c.d"), None);
+        let tagged = Selection::Tag {
+            key: "env".into(),
+            value: "prod".into(),
+        };
+        let tags = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+        assert_eq!(
+            tagged.key_for(NameConvention::Same, "x", &tags).as_deref(),
+            Some("x")
+        );
+        assert_eq!(tagged.key_for(NameConvention::Same, "x", &none), None);
+        assert_eq!(tagged.tag(), Some(("env", "prod")));
+        assert!(Selection::All.matches("anything", &none));
     }
 
     #[test]
