@@ -730,7 +730,7 @@ impl Checker<'_> {
                 name: s.get_ref().clone(),
             }
         } else if let Some(t) = &r.template {
-            let template = Template::compile(t.get_ref()).or_else(|e| {
+            let template = Template::compile(t.get_ref()).map_err(|e| {
                 // The first line of a multi-line string after `"""` + newline is the next line.
                 let start = t.span().start;
                 let rest = self.text.get(start..).unwrap_or("");
@@ -740,14 +740,14 @@ impl Checker<'_> {
                         || rest.starts_with("\"\"\"\r\n")
                         || rest.starts_with("'''\r\n"),
                 );
-                Err(ConfigError {
+                ConfigError {
                     file: self.origin.to_owned(),
                     line: Some(self.line_of(&t.span()) + skip + e.line - 1),
                     reason: format!(
                         "template syntax error (template line {}): {}",
                         e.line, e.reason
                     ),
-                })
+                }
             })?;
             EntryKind::Template {
                 template,

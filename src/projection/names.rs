@@ -73,7 +73,7 @@ impl NameConvention {
     }
 
     /// The inverse of [`to_key`](Self::to_key) on characters only (no canonical check).
-    fn from_key_raw(self, key: &str) -> String {
+    fn key_to_secret_chars(self, key: &str) -> String {
         match self {
             NameConvention::Same => key.to_owned(),
             NameConvention::Env => key.replace('_', "-").to_ascii_lowercase(),
@@ -114,7 +114,11 @@ pub fn secret_name_for(
     prefix: Option<&str>,
     names: NameConvention,
 ) -> Option<String> {
-    let secret = format!("{}{}", prefix.unwrap_or(""), names.from_key_raw(file_name));
+    let secret = format!(
+        "{}{}",
+        prefix.unwrap_or(""),
+        names.key_to_secret_chars(file_name)
+    );
     if !is_valid_secret_name(&secret) {
         return None;
     }

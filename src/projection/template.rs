@@ -107,7 +107,7 @@ const NAME: &str = "template";
 /// A compiled template.
 #[derive(Clone)]
 pub struct Template {
-    env: Environment<'static>,
+    env: Arc<Environment<'static>>,
 }
 
 impl fmt::Debug for Template {
@@ -195,7 +195,7 @@ impl Template {
                     .detail()
                     .map_or_else(|| e.kind().to_string(), str::to_owned),
             })?;
-        Ok(Template { env })
+        Ok(Template { env: Arc::new(env) })
     }
 
     /// Renders, reading secrets from `source`.
@@ -208,7 +208,7 @@ impl Template {
             inputs: Mutex::new(BTreeSet::new()),
             failure: Mutex::new(None),
         });
-        let mut env = self.env.clone();
+        let mut env = (*self.env).clone();
         let f = Arc::clone(&fetch);
         env.add_function("secret", move |name: &str, version: Option<&str>| {
             f.get(name, version)
