@@ -32,6 +32,8 @@ const HOSTILE: &[&str] = &[
     "$HOME and $1 and $",
     "price: 5$",
     "}{",
+    "a${ without a closing brace",
+    "}${",
     "non-ASCII \u{e9}\u{fc} \u{65e5}\u{672c} \u{1f600}",
     "back\\slash",
     "a\\nb",
@@ -42,6 +44,9 @@ const HOSTILE: &[&str] = &[
     "$(echo hi)",
     "\\\"",
     "it's \\ a \" mix",
+    "a trailing backslash \\",
+    "two trailing \\\\",
+    "'\\",
     "control \u{1}\u{7f}\u{85}\u{2028}",
     "export X=1",
     " ",
@@ -50,11 +55,12 @@ const HOSTILE: &[&str] = &[
 /// Values no dotenv text carries for both python-dotenv and sh.
 const DOTENV_REFUSED: &[&str] = &[
     "${HOME}",
-    "a${",
+    "x${a:-b}y",
+    "${}",
     "it's $5",
     "it's `x`",
     "back\\\\slash and $x",
-    "a trailing backslash \\",
+    "a trailing backslash and $x \\",
     "cr\r\nlf",
     "nul\0",
 ];
@@ -297,4 +303,65 @@ fn properties_are_read_back_exactly_by_java_properties_load() {
     let source = write(dir.path(), "Props.java", PROPS_JAVA);
     let got = object(&run(Command::new("java").arg(&source).arg(&file)));
     assert_eq!(got, expected(&keys, &values));
+}
+
+/// The refusals are needed: each refused value, in either quoting the renderer knows, is misread
+/// by python-dotenv or by dash.
+#[test]
+fn each_refused_dotenv_value_is_misread_by_one_reader_in_either_quoting() {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    let mut wanted = Vec::new();
+    for (i, v) in DOTENV_REFUSED.iter().enumerate() {
+        if v.contains('\0') {
+            continue; // no file hands NUL to a shell variable at all
+        }
+        let double: String = v
+            .chars()
+            .flat_map(|c| {
+                let escape = (c == '\\' || c == '"').then_some('\\');
+                escape.into_iter().chain([c])
+            })
+            .collect();
+        for (q, text) in [
+            ("single", format!("'{v}'")),
+            ("double", format!("\"{double}\"")),
+        ] {
+            files.push(write(
+                dir.path(),
+                &format!("{i}-{q}.env"),
+                &format!("K={text}\nL='after'\n"),
+            ));
+            wanted.push(*v);
+        }
+    }
+    let got = run(Command::new(python)
+        .arg("-c")
+        .arg(
+            "import sys, json, dotenv; \
+             print(json.dumps([dotenv.dotenv_values(f).get('K') for f in sys.argv[1:]]))",
+        )
+        .args(&files));
+    let by_python: Vec<Option<String>> = serde_json::from_slice(&got).expect("json list");
+    for ((file, want), py) in files.iter().zip(&wanted).zip(by_python) {
+        let out = Command::new("dash")
+            .arg("-c")
+            .arg("set -a; . \"$1\" && printf %s \"$K\"")
+            .arg("dash")
+            .arg(file)
+            .output()
+            .expect("dash");
+        let by_dash = out
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned());
+        assert!(
+            py.as_deref() != Some(*want) || by_dash.as_deref() != Some(*want),
+            "{} is read back by both readers: {want:?} need not be refused",
+            file.display()
+        );
+    }
 }

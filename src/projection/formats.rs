@@ -136,21 +136,31 @@ pub fn is_env_key(key: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Quotes `value` for the right-hand side of a dotenv line, read back exactly by python-dotenv
-/// (with its `${VAR}` interpolation on) and by POSIX `sh` (`set -a; . FILE`):
-/// - single quotes when the value holds no `'`, no `\\` and does not end in `\` (python-dotenv
-///   decodes `\\` and `\'` inside single quotes, `sh` decodes nothing);
-/// - otherwise double quotes with `\` and `"` escaped (both readers decode exactly those), which
-///   needs a value without `$` and backquote (`sh` expands them, python-dotenv keeps `\$`) and
-///   not ending in `\` (python-dotenv's greedy `\"` would eat the closing quote);
-/// - anything else is refused, as is `${` (python-dotenv interpolates it in every quoting), a
-///   carriage return (python reads the file with universal newlines) and NUL (no shell variable
-///   holds it).
+/// Quotes `value` for the right-hand side of a dotenv line, read back exactly by python-dotenv 1.x
+/// (interpolation on; its quoted-value grammar takes `\` together with the next character, then
+/// decodes `\\` and `\'` inside single quotes, and `\\`, `\'`, `\"`, `\a\b\f\n\r\t\v` inside
+/// double quotes) and by POSIX `sh` (`set -a; . FILE`):
+/// - single quotes when the value holds no `'`, no `\\` and does not end in `\` (`sh` decodes
+///   nothing inside single quotes);
+/// - otherwise double quotes with `\` and `"` escaped (both readers decode exactly those pairs),
+///   which needs a value without `$` and backquote (`sh` expands them, python-dotenv keeps `\$`;
+///   a `$` before a space is literal in dash and bash, but POSIX leaves it unspecified, so every
+///   `$` counts);
+/// - anything else is refused: `'`, `\\` or a trailing `\` together with `$` or a backquote (no
+///   quoting, and no unquoted text, reads the same in both); `${` with a later `}` (a superset of
+///   python-dotenv's `${NAME[:-DEFAULT]}`, interpolated in every quoting); a carriage return
+///   (python reads with universal newlines); NUL (no shell variable holds it).
+///
+/// SPEC §8 lists `${`, and `'` with `$`, a backquote or `\`. Refined here, each side tested
+/// against both readers (tests/projection_formats.rs): `${` without a later `}` and `'` with `\`
+/// (double quotes) are carried; `\\` or a trailing `\` with `$` is refused too.
 ///
 /// `Err` carries the reason; the caller names the secret.
 pub fn dotenv_quote(value: &str) -> Result<String, &'static str> {
-    if value.contains("${") {
-        return Err("a dotenv value cannot hold \"${\" (python-dotenv interpolates it)");
+    if value.find("${").is_some_and(|at| value[at..].contains('}')) {
+        return Err(
+            "a dotenv value cannot hold \"${\" followed by \"}\" (python-dotenv interpolates it)",
+        );
     }
     if value.contains('\r') {
         return Err(
@@ -164,7 +174,7 @@ pub fn dotenv_quote(value: &str) -> Result<String, &'static str> {
     if !value.contains('\'') && !value.contains("\\\\") && !ends_in_backslash {
         return Ok(format!("'{value}'"));
     }
-    if !value.contains('$') && !value.contains('`') && !ends_in_backslash {
+    if !value.contains('$') && !value.contains('`') {
         let mut out = String::with_capacity(value.len() + 8);
         out.push('"');
         for c in value.chars() {
@@ -176,7 +186,7 @@ pub fn dotenv_quote(value: &str) -> Result<String, &'static str> {
         out.push('"');
         return Ok(out);
     }
-    Err("no dotenv text carries this value for both python-dotenv and sh (it holds ' or \\\\ or a trailing \\ together with $ or a backquote, or ends in \\)")
+    Err("no dotenv text carries this value for both python-dotenv and sh (it holds ', two backslashes or a trailing backslash together with $ or a backquote)")
 }
 
 fn dotenv(entries: &[FormatEntry<'_>]) -> Result<Zeroizing<String>, FormatError> {
@@ -337,7 +347,7 @@ mod tests {
             one(Format::Dotenv, "A", "a\\\\b\"c").as_deref(),
             Ok("A=\"a\\\\\\\\b\\\"c\"\n")
         );
-        for bad in ["${HOME}", "it's $5", "a`b`'", "ends\\", "cr\r", "nul\0"] {
+        for bad in ["${HOME}", "it's $5", "a`b`'", "$ ends\\", "cr\r", "nul\0"] {
             let err = one(Format::Dotenv, "A", bad).unwrap_err();
             assert!(matches!(&err, FormatError::Value { secret, .. } if secret == "s"));
             assert!(!err.to_string().contains(bad), "{err}");

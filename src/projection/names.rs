@@ -1,5 +1,5 @@
-//! Name conventions (`names = …`, SPEC §8): how a secret name becomes a file name (`[[dir]]`) or a
-//! key (formats), and back (a new file in a writable `[[dir]]` creates the secret it maps to).
+//! Name conventions (`names = …`, SPEC §8): how a secret name becomes a file name (`[[dir]]`)
+//! or a key (formats), and back (a new file in a writable `[[dir]]` creates the secret it maps to).
 //!
 //! Decisions:
 //! - The select prefix is matched ASCII-case-insensitively (Key Vault names are

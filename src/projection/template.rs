@@ -6,7 +6,8 @@
 //! so the caller re-renders only when one of them changes.
 //!
 //! Errors never carry values: a render error names the secret or the template line and the kind
-//! of failure, never minijinja's detail text (which may quote a value, e.g. `{% include secret('x') %}`).
+//! of failure, never minijinja's detail text (which may quote a value, as in
+//! `{% include secret('x') %}`).
 //! Values pass through minijinja's own `Value` strings, which are not zeroed on drop; the rendered
 //! text is returned in a [`Zeroizing`] string.
 
