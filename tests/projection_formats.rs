@@ -50,6 +50,15 @@ const HOSTILE: &[&str] = &[
     "control \u{1}\u{7f}\u{85}\u{2028}",
     "export X=1",
     " ",
+    "yes",
+    "null",
+    "~",
+    "0o17",
+    "1e3",
+    "2001-12-14",
+    "- item",
+    "&anchor *alias !!tag",
+    "\u{feff}bom",
 ];
 
 /// Values no dotenv text carries for both python-dotenv and sh.
@@ -214,6 +223,11 @@ fn hostile_keys(n: usize) -> Vec<String> {
         "cl\u{e9}",
         "q\"uote",
         "back\\slash",
+        "<<",
+        "null",
+        "#comment",
+        "!bang",
+        "123",
     ];
     (0..n)
         .map(|i| match odd.get(i) {
