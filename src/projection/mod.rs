@@ -37,7 +37,8 @@ pub use config::{ConfigError, Entry, EntryKind, Node, Projection, Selection};
 pub use formats::{Format, FormatEntry, FormatError};
 pub use names::NameConvention;
 pub use template::{
-    RenderError, Rendered, SecretInput, SecretSource, SourceError, Template, TemplateSyntaxError,
+    Prefetched, RenderError, Rendered, SecretInput, SecretSource, SourceError, Template,
+    TemplateSyntaxError,
 };
 
 /// One enabled secret of the vault, as the caller listed and read it.

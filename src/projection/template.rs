@@ -33,6 +33,9 @@ pub enum SourceError {
     /// The credential may not read it.
     #[error("forbidden")]
     Forbidden,
+    /// [`Prefetched`] does not hold it: the async caller fetches it and renders again.
+    #[error("not fetched yet")]
+    NotFetched,
     /// Anything else (transport, throttling…): a description without the value.
     #[error("{0}")]
     Other(String),
@@ -42,6 +45,40 @@ pub enum SourceError {
 pub trait SecretSource {
     /// The value of `name` (its current version when `version` is `None`).
     fn get(&self, name: &str, version: Option<&str>) -> Result<Zeroizing<String>, SourceError>;
+}
+
+/// Secrets read beforehand, for a caller that cannot block in a render (the filesystem is async):
+/// fill it with the inputs of the previous render, render, and when the render fails with
+/// [`SourceError::NotFetched`] for a secret, fetch that one, insert it and render again.
+#[derive(Default)]
+pub struct Prefetched {
+    values: std::collections::HashMap<SecretInput, Result<Zeroizing<String>, SourceError>>,
+}
+
+impl Prefetched {
+    /// Records what reading `input` gave (a value, or why there is none).
+    pub fn insert(&mut self, input: SecretInput, value: Result<Zeroizing<String>, SourceError>) {
+        self.values.insert(input, value);
+    }
+}
+
+impl fmt::Debug for Prefetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+impl SecretSource for Prefetched {
+    fn get(&self, name: &str, version: Option<&str>) -> Result<Zeroizing<String>, SourceError> {
+        let input = SecretInput {
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+        };
+        self.values
+            .get(&input)
+            .cloned()
+            .unwrap_or(Err(SourceError::NotFetched))
+    }
 }
 
 /// One secret (and version) a render read.
@@ -242,36 +279,41 @@ impl Template {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    #[derive(Default)]
-    struct Memory(HashMap<(String, Option<String>), Result<String, SourceError>>);
-
-    impl Memory {
-        fn with(mut self, name: &str, version: Option<&str>, value: &str) -> Self {
-            self.0.insert(
-                (name.to_owned(), version.map(str::to_owned)),
-                Ok(value.to_owned()),
-            );
-            self
-        }
-        fn failing(mut self, name: &str, e: SourceError) -> Self {
-            self.0.insert((name.to_owned(), None), Err(e));
-            self
-        }
-        fn arc(self) -> Arc<dyn SecretSource + Send + Sync> {
-            Arc::new(self)
+    fn input(name: &str, version: Option<&str>) -> SecretInput {
+        SecretInput {
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
         }
     }
 
-    impl SecretSource for Memory {
+    /// Builds a [`Prefetched`]; a secret it does not hold reads as not found.
+    #[derive(Default)]
+    struct Memory(Prefetched);
+
+    impl Memory {
+        fn with(mut self, name: &str, version: Option<&str>, value: &str) -> Self {
+            self.0
+                .insert(input(name, version), Ok(Zeroizing::new(value.to_owned())));
+            self
+        }
+        fn failing(mut self, name: &str, e: SourceError) -> Self {
+            self.0.insert(input(name, None), Err(e));
+            self
+        }
+        fn arc(self) -> Arc<dyn SecretSource + Send + Sync> {
+            Arc::new(NotFoundElse(self.0))
+        }
+    }
+
+    struct NotFoundElse(Prefetched);
+
+    impl SecretSource for NotFoundElse {
         fn get(&self, name: &str, version: Option<&str>) -> Result<Zeroizing<String>, SourceError> {
-            match self.0.get(&(name.to_owned(), version.map(str::to_owned))) {
-                Some(Ok(v)) => Ok(Zeroizing::new(v.clone())),
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(SourceError::NotFound),
+            match self.0.get(name, version) {
+                Err(SourceError::NotFetched) => Err(SourceError::NotFound),
+                other => other,
             }
         }
     }
@@ -342,20 +384,43 @@ mod tests {
 
     #[test]
     fn errors_never_quote_a_value() {
-        let m = Memory::default().with("v", None, "${SECRETVALUE}");
         for src in [
             "{{ secret('v') | dotenv_quote }}",
             "{{ secret('v') | b64decode }}",
             "{% include secret('v') %}",
             "{{ secret('v') ~ undefined_thing }}",
         ] {
-            let err = render(src, Memory(m.0.clone())).expect_err(src);
+            let m = Memory::default().with("v", None, "${SECRETVALUE}");
+            let err = render(src, m).expect_err(src);
             assert!(
                 matches!(err, RenderError::Template { line: Some(1), .. }),
                 "{err:?}"
             );
             assert!(!err.to_string().contains("SECRETVALUE"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_async_caller_renders_from_prefetched_secrets_fetching_what_is_missing() {
+        let t = Template::compile("{{ secret('a') }}-{{ secret('b', 'v2') }}").expect("compiles");
+        let mut fetched: Vec<SecretInput> = Vec::new();
+        let rendered = loop {
+            let mut have = Prefetched::default();
+            for i in &fetched {
+                have.insert(i.clone(), Ok(Zeroizing::new(format!("<{}>", i.name))));
+            }
+            match t.render(Arc::new(have)) {
+                Ok(r) => break r,
+                Err(RenderError::Secret {
+                    input,
+                    cause: SourceError::NotFetched,
+                }) if fetched.len() < 5 => fetched.push(input),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(rendered.text.as_str(), "<a>-<b>");
+        assert_eq!(fetched, [input("a", None), input("b", Some("v2"))]);
+        assert_eq!(rendered.inputs.iter().cloned().collect::<Vec<_>>(), fetched);
     }
 
     #[test]
