@@ -52,7 +52,7 @@ struct RawConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [defaults] table")]
 struct RawDefaults {
     uid: Option<Spanned<RawScalar>>,
     gid: Option<Spanned<RawScalar>>,
@@ -60,7 +60,7 @@ struct RawDefaults {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [vault] table")]
 struct RawVault {
     path: Spanned<String>,
 }
@@ -69,7 +69,7 @@ struct RawVault {
 /// `[[dir]]` does not take (`secret`, `template`, `template_file`, `format`, `group`) are refused
 /// by [`Checker::dir`] with the line.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 struct RawEntry {
     path: Spanned<String>,
     secret: Option<Spanned<String>>,
@@ -86,7 +86,10 @@ struct RawEntry {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a select table ({ prefix = \"…\" }, { names = [...] } or { tag = \"k=v\" })"
+)]
 struct RawSelect {
     prefix: Option<String>,
     names: Option<Vec<String>>,
@@ -1141,6 +1144,10 @@ names = "aspnet"
         refused_with(
             "[[dir]]\npath = \"a\"\nselect = { prefix = \"app_\" }\n",
             "app.toml:3: select prefix \"app_\"",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\nformat = \"json\"\nselect = \"app-\"\n",
+            "app.toml:4: invalid type: string \"app-\", expected a select table ({ prefix",
         );
         let said = refused("[[dir]]\npath = \"a\"\nselect = { tag = \"novalue\" }\n");
         assert!(said.contains("key=value"), "{said}");
