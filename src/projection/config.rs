@@ -468,7 +468,7 @@ impl Checker<'_> {
                         file: self.origin.to_owned(),
                         line: Some(*line),
                         reason: format!(
-                            "path {path:?} needs {parent:?} to be a directory, but line {other} puts a file or [[dir]] there"
+                            "path {path:?} needs {parent:?} to be a directory, but line {other} puts an entry there"
                         ),
                     });
                 }
@@ -1071,10 +1071,14 @@ names = "aspnet"
         let said = refused(
             "[[file]]\npath = \"a/b\"\nsecret = \"a\"\n[[file]]\npath = \"a\"\nsecret = \"b\"\n",
         );
-        assert_eq!(said, "app.toml:2: path \"a/b\" needs \"a\" to be a directory, but line 5 puts a file or [[dir]] there");
+        assert_eq!(said, "app.toml:2: path \"a/b\" needs \"a\" to be a directory, but line 5 puts an entry there");
         refused_with(
             "[[dir]]\npath = \"c\"\n[[file]]\npath = \"c/d/e\"\nsecret = \"b\"\n",
             "app.toml:4: path \"c/d/e\" needs \"c\"",
+        );
+        refused_with(
+            "[vault]\npath = \"v\"\n[[file]]\npath = \"v/x\"\nsecret = \"b\"\n",
+            "app.toml:4: path \"v/x\" needs \"v\" to be a directory, but line 2 puts an entry there",
         );
         // Non-ASCII and spaces are fine.
         assert!(parse("[[file]]\npath = \"d\u{e9}j\u{e0} vu/x y\"\nsecret = \"a\"\n").is_ok());
