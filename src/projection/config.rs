@@ -619,28 +619,39 @@ impl Checker<'_> {
         }
     }
 
-    fn owner(
+    /// The entry `r` declares, with its owner and mode (or the defaults').
+    fn entry(
         &self,
-        uid: Option<&Spanned<RawScalar>>,
-        gid: Option<&Spanned<RawScalar>>,
-        mode: Option<&Spanned<RawScalar>>,
+        r: &RawEntry,
         defaults: &Defaults,
-    ) -> Result<(u32, u32, Option<u16>), ConfigError> {
-        Ok((
-            uid.map_or(Ok(defaults.uid), |u| self.id(u, "uid"))?,
-            gid.map_or(Ok(defaults.gid), |g| self.id(g, "gid"))?,
-            match mode {
+        read_only: bool,
+        group: Option<String>,
+        kind: EntryKind,
+    ) -> Result<Entry, ConfigError> {
+        Ok(Entry {
+            path: r.path.get_ref().clone(),
+            line: self.line_of(&r.path.span()),
+            uid: r
+                .uid
+                .as_ref()
+                .map_or(Ok(defaults.uid), |u| self.id(u, "uid"))?,
+            gid: r
+                .gid
+                .as_ref()
+                .map_or(Ok(defaults.gid), |g| self.id(g, "gid"))?,
+            mode: match &r.mode {
                 Some(m) => Some(self.mode(m)?),
                 None => defaults.mode,
             },
-        ))
+            read_only,
+            group,
+            kind,
+        })
     }
 
     fn file(&self, f: &Spanned<RawEntry>, defaults: &Defaults) -> Result<Entry, ConfigError> {
         let span = f.span();
         let r = f.get_ref();
-        let (uid, gid, mode) =
-            self.owner(r.uid.as_ref(), r.gid.as_ref(), r.mode.as_ref(), defaults)?;
         let sources: Vec<&str> = [
             ("secret", r.secret.is_some()),
             ("template", r.template.is_some()),
@@ -773,16 +784,7 @@ impl Checker<'_> {
         } else {
             return self.error(&span, "unreachable: no source");
         };
-        Ok(Entry {
-            path: r.path.get_ref().clone(),
-            line: self.line_of(&r.path.span()),
-            uid,
-            gid,
-            mode,
-            read_only,
-            group,
-            kind,
-        })
+        self.entry(r, defaults, read_only, group, kind)
     }
 
     fn dir(&self, d: &Spanned<RawEntry>, defaults: &Defaults) -> Result<Entry, ConfigError> {
@@ -801,21 +803,12 @@ impl Checker<'_> {
                 );
             }
         }
-        let (uid, gid, mode) =
-            self.owner(r.uid.as_ref(), r.gid.as_ref(), r.mode.as_ref(), defaults)?;
-        Ok(Entry {
-            path: r.path.get_ref().clone(),
-            line: self.line_of(&r.path.span()),
-            uid,
-            gid,
-            mode,
-            read_only: r.read_only.as_ref().is_some_and(|ro| *ro.get_ref()),
-            group: None,
-            kind: EntryKind::Dir {
-                select: self.select(r.select.as_ref())?,
-                names: self.names(r.names.as_ref())?,
-            },
-        })
+        let kind = EntryKind::Dir {
+            select: self.select(r.select.as_ref())?,
+            names: self.names(r.names.as_ref())?,
+        };
+        let read_only = r.read_only.as_ref().is_some_and(|ro| *ro.get_ref());
+        self.entry(r, defaults, read_only, None, kind)
     }
 }
 
@@ -1003,44 +996,33 @@ names = "aspnet"
 
     #[test]
     fn unknown_keys_name_the_line_and_key() {
-        refused_with(
-            "[[file]]\npath = \"a\"\nsecret = \"a\"\nowner = \"x\"\n",
-            "app.toml:4: unknown field `owner`",
-        );
-        let said = refused("[defaults]\nuser = 1\n");
-        assert!(
-            said.starts_with("app.toml:2: ") && said.contains("user"),
-            "{said}"
-        );
-        refused_with(
-            "[[dir]]\npath = \"a\"\ngroup = \"g\"\n",
-            "app.toml:3: group: not a key of [[dir]]",
-        );
-        refused_with(
-            "[[dir]]\npath = \"a\"\nsecret = \"g\"\n",
-            "app.toml:3: secret: not a key of [[dir]]",
-        );
-        let said = refused(
-            "[[file]]\npath = \"a\"\nsecret = \"a\"\nselect = { prefix = \"x\", suffix = \"y\" }\n",
-        );
-        assert!(
-            said.starts_with("app.toml:4: ") && said.contains("suffix"),
-            "{said}"
-        );
-        let said = refused("[mounts]\n");
-        assert!(
-            said.starts_with("app.toml:1: ") && said.contains("mounts"),
-            "{said}"
-        );
-        let said = refused("[[file]]\nsecret = \"a\"\n");
-        assert!(
-            said.starts_with("app.toml:1: ") && said.contains("path"),
-            "{said}"
-        );
-        refused_with(
-            "[[file]]\npath = \"a\"\nsecret = \"a\"\n[[file]\n",
-            "app.toml:4: ",
-        );
+        for (text, start) in [
+            (
+                "[[file]]\npath = \"a\"\nsecret = \"a\"\nowner = \"x\"\n",
+                "app.toml:4: unknown field `owner`",
+            ),
+            ("[defaults]\nuser = 1\n", "app.toml:2: unknown field `user`"),
+            (
+                "[[dir]]\npath = \"a\"\ngroup = \"g\"\n",
+                "app.toml:3: group: not a key of [[dir]]",
+            ),
+            (
+                "[[dir]]\npath = \"a\"\nsecret = \"g\"\n",
+                "app.toml:3: secret: not a key of [[dir]]",
+            ),
+            (
+                "[[file]]\npath = \"a\"\nsecret = \"a\"\nselect = { prefix = \"x\", suffix = \"y\" }\n",
+                "app.toml:4: unknown field `suffix`",
+            ),
+            ("[mounts]\n", "app.toml:1: unknown field `mounts`"),
+            ("[[file]]\nsecret = \"a\"\n", "app.toml:1: missing field `path`"),
+            (
+                "[[file]]\npath = \"a\"\nsecret = \"a\"\n[[file]\n",
+                "app.toml:4: ",
+            ),
+        ] {
+            refused_with(text, start);
+        }
     }
 
     #[test]
@@ -1166,44 +1148,35 @@ names = "aspnet"
 
     #[test]
     fn selections_map_names_both_ways() {
+        use NameConvention::{Dots, Env, Same};
         let none = BTreeMap::new();
+        let tags = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
         let prefix = Selection::Prefix("app-".into());
-        assert_eq!(
-            prefix
-                .key_for(NameConvention::Env, "app-greeting", &none)
-                .as_deref(),
-            Some("GREETING")
-        );
-        assert_eq!(prefix.key_for(NameConvention::Env, "other", &none), None);
-        assert_eq!(
-            prefix
-                .secret_for(NameConvention::Env, "GREETING")
-                .as_deref(),
-            Some("app-greeting")
-        );
         let listed = Selection::Names(vec!["a-b".into()]);
-        assert_eq!(
-            listed
-                .key_for(NameConvention::Dots, "a-b", &none)
-                .as_deref(),
-            Some("a.b")
-        );
-        assert_eq!(listed.key_for(NameConvention::Dots, "c-d", &none), None);
-        assert_eq!(
-            listed.secret_for(NameConvention::Dots, "a.b").as_deref(),
-            Some("a-b")
-        );
-        assert_eq!(listed.secret_for(NameConvention::Dots, "c.d"), None);
         let tagged = Selection::Tag {
             key: "env".into(),
             value: "prod".into(),
         };
-        let tags = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
-        assert_eq!(
-            tagged.key_for(NameConvention::Same, "x", &tags).as_deref(),
-            Some("x")
-        );
-        assert_eq!(tagged.key_for(NameConvention::Same, "x", &none), None);
+        // (selection, convention, secret, its tags, key or file name)
+        for (select, names, secret, t, key) in [
+            (&prefix, Env, "app-greeting", &none, Some("GREETING")),
+            (&prefix, Env, "other", &none, None),
+            (&listed, Dots, "a-b", &none, Some("a.b")),
+            (&listed, Dots, "c-d", &none, None),
+            (&tagged, Same, "x", &tags, Some("x")),
+            (&tagged, Same, "x", &none, None),
+        ] {
+            assert_eq!(select.key_for(names, secret, t).as_deref(), key, "{secret}");
+        }
+        // (selection, convention, new file, secret it creates)
+        for (select, names, file, secret) in [
+            (&prefix, Env, "GREETING", Some("app-greeting")),
+            (&listed, Dots, "a.b", Some("a-b")),
+            (&listed, Dots, "c.d", None),
+            (&tagged, Same, "x", Some("x")),
+        ] {
+            assert_eq!(select.secret_for(names, file).as_deref(), secret, "{file}");
+        }
         assert_eq!(tagged.tag(), Some(("env", "prod")));
         assert!(Selection::All.matches("anything", &none));
     }
