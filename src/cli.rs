@@ -375,7 +375,7 @@ fn duration_between(
 
 /// Permission bits only: a setuid, setgid or sticky bit would let anyone who can set a secret
 /// plant a program another user runs with the file's owner (the mount is nosuid regardless).
-fn parse_mode(s: &str) -> Result<u16, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<u16, String> {
     let mode = u16::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
@@ -389,7 +389,7 @@ fn parse_mode(s: &str) -> Result<u16, String> {
 }
 
 /// A user or group id; `-1` (4294967295) means "unchanged" to chown and is no owner.
-fn parse_id(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_id(s: &str) -> Result<u32, String> {
     s.parse::<u32>()
         .ok()
         .filter(|id| *id != u32::MAX)

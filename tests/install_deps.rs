@@ -53,7 +53,7 @@ fn run(script: &str, bin: &Path) -> Output {
 }
 
 const EVERY_PACKAGE: &str =
-    "fuse3 mount util-linux python3 attr vim nano tmux rsync perl python3-venv";
+    "fuse3 mount util-linux python3 attr vim nano tmux rsync perl dash jq default-jre-headless python3-venv";
 
 #[test]
 fn install_deps_names_everything_missing_at_once_when_it_cannot_install() {
