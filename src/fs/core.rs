@@ -241,9 +241,8 @@ struct Placeholder {
     ino: u64,
     name: String,
     created: SystemTime,
-    /// Held (never read) for its share of `--scratch-space`, given back with the last clone.
-    #[allow(dead_code)]
-    charge: Arc<Charge>,
+    /// Held for its share of `--scratch-space`, given back with the last clone.
+    _charge: Arc<Charge>,
 }
 
 /// The top directory's listing as last read, to recognise `ls -l` (a readdir followed by a
@@ -436,9 +435,7 @@ impl SecretFs {
 
     /// Size of the content that handles writing `ino` share, while any is open.
     fn pending_size(&self, ino: u64) -> Option<u64> {
-        let writes = self.writes.lock();
-        writes
-            .get(&ino)
+        self.write_state_of(Some(ino))
             .map(|shared| shared.size.load(Ordering::SeqCst))
     }
 

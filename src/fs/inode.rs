@@ -124,9 +124,14 @@ impl InodeTable {
         })
     }
 
+    /// Whether the kernel holds a lookup of `ino` (an unknown inode is not held).
+    pub fn is_held(&self, ino: u64) -> bool {
+        self.nodes.get(&ino).is_some_and(|node| node.lookups > 0)
+    }
+
     /// Drop a node the kernel holds no lookup of (the fixed directories stay).
     pub fn remove_unheld(&mut self, ino: u64) -> bool {
-        if ino <= DELETED_DIR_INO || self.nodes.get(&ino).is_none_or(|node| node.lookups > 0) {
+        if ino <= DELETED_DIR_INO || self.is_held(ino) {
             return false;
         }
         if let Some(node) = self.nodes.remove(&ino) {

@@ -5,8 +5,9 @@
 //! - A read-only handle reads one committed version, the one it opened, to its end; a read at
 //!   or past that end moves it on to a newer version only when the newer one extends it (the
 //!   file grew, as `tail -f` expects), so what one handle reads is always a prefix of one
-//!   version; a read at offset 0 starts a new pass with the newest version. Secret files use direct I/O: the kernel's page cache is per inode and would mix
-//!   the versions of two handles.
+//!   version; a read at offset 0 starts a new pass with the newest version. Secret files use
+//!   direct I/O: the kernel's page cache is per inode and would mix the versions of two
+//!   handles.
 //! - Every writable handle of one file shares its pending content ([`SharedWrite`]): offsets
 //!   and `O_APPEND` combine, and a writer's reads, `fstat` and `SEEK_END` see the writes.
 //! - The pending content is committed (one set) when the process that opened a handle closes
@@ -469,7 +470,7 @@ impl SecretFs {
             ino,
             name: name.to_owned(),
             created: SystemTime::now(),
-            charge: Arc::new(charge),
+            _charge: Arc::new(charge),
         };
         self.placeholders.lock().insert(key.to_owned(), placeholder);
         Ok(())

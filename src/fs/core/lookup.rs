@@ -9,8 +9,6 @@ use super::*;
 impl SecretFs {
     // ----- lookup and getattr -----------------------------------------------------------
 
-    /// Find `name` in directory `parent`. Names that cannot be secrets answer NotFound without
-    /// a vault call.
     /// `lookup` for the kernel: the entry it will hold, counted until it forgets it.
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry, FsError> {
         // The node may be forgotten between resolving and counting: resolve again (a new
@@ -34,8 +32,12 @@ impl SecretFs {
         }
     }
 
-    /// Drop `ino` if the kernel holds no lookup of it and nothing here needs it.
+    /// Drop `ino` if the kernel holds no lookup of it and nothing here needs it. Runs on every
+    /// release: the cheap check (the kernel still holds it, the usual case) comes first.
     pub(super) fn collect_inode(&self, ino: u64) {
+        if self.inodes.lock().is_held(ino) {
+            return;
+        }
         let in_use = self.files.lock().values().any(|file| file.ino == ino)
             || self.writes.lock().contains_key(&ino)
             || self.placeholders.lock().values().any(|p| p.ino == ino)
@@ -50,6 +52,8 @@ impl SecretFs {
         self.inodes.lock().len()
     }
 
+    /// Find `name` in directory `parent`. Names that cannot be secrets answer NotFound without
+    /// a vault call.
     async fn resolve(&self, parent: u64, name: &str) -> Result<Entry, FsError> {
         let (parent_key, parent_name) = self.node(parent)?;
         let not_found = || FsError::NotFound {
