@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::permissions::{parse_id, parse_mode};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "akvfs",
@@ -371,29 +373,6 @@ fn duration_between(
         }
         Ok(duration)
     }
-}
-
-/// Permission bits only: a setuid, setgid or sticky bit would let anyone who can set a secret
-/// plant a program another user runs with the file's owner (the mount is nosuid regardless).
-pub(crate) fn parse_mode(s: &str) -> Result<u16, String> {
-    let mode = u16::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("'{s}' is not an octal mode like 0600"))?;
-    if mode & 0o7000 != 0 {
-        return Err(format!(
-            "'{s}' has a setuid, setgid or sticky bit; only permission bits (0000-0777) are allowed"
-        ));
-    }
-    Ok(mode)
-}
-
-/// A user or group id; `-1` (4294967295) means "unchanged" to chown and is no owner.
-pub(crate) fn parse_id(s: &str) -> Result<u32, String> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|id| *id != u32::MAX)
-        .ok_or_else(|| format!("'{s}' is not a numeric id below 4294967295"))
 }
 
 /// One `-o` option, refused here (exit 2, naming it) when the mount would refuse it.

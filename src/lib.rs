@@ -11,6 +11,7 @@ pub mod fuse;
 pub mod local_vault;
 pub mod mount;
 pub mod mount_helper;
+pub mod permissions;
 pub mod projection;
 pub mod secret_value;
 pub mod vault;

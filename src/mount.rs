@@ -66,8 +66,7 @@ fn parse_extra_options(extra: &[String]) -> io::Result<ParsedOptions> {
         };
         let number = |value: Option<&str>| -> io::Result<u32> {
             value
-                .and_then(|v| v.parse().ok())
-                .filter(|n| *n != u32::MAX)
+                .and_then(|v| crate::permissions::parse_id(v).ok())
                 .ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::InvalidInput,

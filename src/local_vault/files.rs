@@ -24,10 +24,7 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> LocalVaultError {
 
 /// Writes `bytes` to `path` (replacing any content) with exactly `mode`, synced.
 pub fn write_file_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LocalVaultError> {
-    let io = |source| LocalVaultError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    };
+    let io = |source| io_error(format!("writing {}", path.display()))(source);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -55,18 +52,14 @@ pub fn write_public_file(path: &Path, bytes: &[u8]) -> Result<(), LocalVaultErro
 
 /// Opens (creating) a file for reading and writing without truncating it, with mode 0600.
 pub fn open_private_file(path: &Path) -> Result<File, LocalVaultError> {
-    let io = io_error(format!("opening {}", path.display()));
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(PRIVATE_MODE)
-        .open(path);
-    let file = match file {
-        Ok(file) => file,
-        Err(e) => return Err(io(e)),
-    };
+        .open(path)
+        .map_err(io_error(format!("opening {}", path.display())))?;
     file.set_permissions(Permissions::from_mode(PRIVATE_MODE))
         .map_err(io_error(format!("setting the mode of {}", path.display())))?;
     Ok(file)

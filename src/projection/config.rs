@@ -529,7 +529,8 @@ impl Checker<'_> {
                 "mode must be a quoted octal string like \"0440\" (TOML reads a bare number as decimal or 0o…)",
             );
         };
-        crate::cli::parse_mode(text).or_else(|e| self.error(&m.span(), format!("mode: {e}")))
+        crate::permissions::parse_mode(text)
+            .or_else(|e| self.error(&m.span(), format!("mode: {e}")))
     }
 
     fn id(&self, id: &Spanned<RawScalar>, key: &str) -> Result<u32, ConfigError> {
@@ -542,7 +543,7 @@ impl Checker<'_> {
             RawScalar::Text(name)
                 if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) =>
             {
-                crate::cli::parse_id(name).or_else(bad)
+                crate::permissions::parse_id(name).or_else(bad)
             }
             RawScalar::Text(name) => {
                 let found = if key == "uid" {
