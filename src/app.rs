@@ -14,6 +14,7 @@ use crate::cli::{
 use crate::fs::{DeletedConflictPolicy, FsConfig};
 use crate::local_vault::{LocalVault, LocalVaultConfig};
 use crate::mount::{self, MountOptions};
+use crate::projection::Projection;
 use crate::vault::auth::{self, AuthKind, TokenCredential};
 use crate::vault::client::{ClientOptions, SecretClient};
 use crate::vault::SecretStore;
@@ -255,6 +256,26 @@ fn check_mountpoint(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A mistake in what the user asked (exit 2, like clap's own usage errors): a config that does
+/// not check, or one that needs `--allow-other` without it. Nothing is mounted.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `--config FILE`, checked before anything starts.
+fn load_projection(path: &Path, args: &MountArgs) -> Result<Projection> {
+    let projection = Projection::load(path).map_err(|error| UsageError(error.to_string()))?;
+    let allow_other = args.allow_other || args.options.iter().any(|o| o == "allow_other");
+    if !allow_other {
+        if let Some(why) =
+            crate::fs::projection_needs_allow_other(&projection, args.file_mode, args.dir_mode)
+        {
+            return Err(UsageError(why).into());
+        }
+    }
+    Ok(projection)
+}
+
 fn run_mount(args: MountArgs) -> Result<()> {
     // Before anything starts: a daemon killed with -9 leaves a dead mount (ENOTCONN) that is
     // detached here, and a live akvfs mount on this directory is refused (exit 1, naming it).
@@ -266,6 +287,10 @@ fn run_mount(args: MountArgs) -> Result<()> {
     }
     check_mountpoint(&args.mountpoint)?;
     mount::check_options(&args.options).context("bad -o option")?;
+    let projection = match &args.config {
+        Some(path) => Some((path.clone(), load_projection(path, &args)?)),
+        None => None,
+    };
     let rt = runtime()?;
 
     // `local`: the embedded vault runs on our runtime and writes DATA/env like `local-vault`.
@@ -332,6 +357,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
         allow_root: args.allow_root,
         extra_options: args.options.clone(),
         worker_threads: usize::from(args.threads),
+        projection,
     };
     let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
         .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;
@@ -359,8 +385,8 @@ fn run_mount(args: MountArgs) -> Result<()> {
                 _ = sigint.recv() => return Ok::<bool, anyhow::Error>(true),
                 _ = sigterm.recv() => return Ok(true),
                 _ = sighup.recv() => {
-                    tracing::info!("SIGHUP: dropping all caches");
-                    handle.drop_caches();
+                    tracing::info!("SIGHUP: re-reading the config (with --config) and dropping all caches");
+                    handle.reload();
                 }
                 _ = &mut reachable, if !ready => {
                     ready = true;

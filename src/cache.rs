@@ -146,6 +146,12 @@ where
         })
     }
 
+    /// The value held for `key`, fresh or expired (no load): for entries whose freshness the
+    /// caller checks itself (a rendered file, valid while its inputs are unchanged).
+    pub fn peek_stale(&self, key: &str) -> Option<Arc<V>> {
+        self.inner.lock().lru.get(key)?.value.clone()
+    }
+
     /// The fresh entry for `key`, or the result of `load` (shared with every concurrent caller
     /// for the same key). `load` answers `Ok(None)` for "does not exist" (negative-cached).
     /// `is_transient` says which errors may be answered from a stale value.

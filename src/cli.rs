@@ -141,6 +141,10 @@ pub struct MountArgs {
     #[arg(long, default_value = "real", value_parser = parse_throttle, help_heading = "Local vault")]
     pub throttle: Throttle,
 
+    /// Mount the tree of files this TOML file describes (names, owners, modes, templates,
+    /// formats; docs/PROJECTIONS.md) instead of the vault's own layout. SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE", help_heading = "Mount")]
+    pub config: Option<PathBuf>,
     /// Refuse every change (EROFS).
     #[arg(long, help_heading = "Mount")]
     pub read_only: bool,

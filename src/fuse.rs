@@ -25,7 +25,7 @@ use tracing::{debug, error};
 use zeroize::Zeroizing;
 
 use crate::fs::{
-    Attr, FileKind, FsError, KernelNotifier, OpenMode, Opened, SecretFs, SetAttr, XattrSet,
+    Attr, FileKind, FsError, KernelNotifier, OpenMode, Opened, ProjectedFs, SetAttr, XattrSet,
 };
 
 /// The errno for each core error (SPEC §3.9). Exhaustive on purpose: a new error must pick one.
@@ -49,6 +49,7 @@ pub fn errno(error: &FsError) -> Errno {
         FsError::NotADirectory { .. } => Errno::ENOTDIR,
         FsError::IsADirectory { .. } => Errno::EISDIR,
         FsError::Unsupported { .. } => Errno::EOPNOTSUPP,
+        FsError::CrossDevice { .. } => Errno::EXDEV,
         FsError::BadHandle { .. } => Errno::EBADF,
     }
 }
@@ -162,7 +163,7 @@ impl KernelNotifier for QueuedNotifier {
 }
 
 pub struct FuseAdapter {
-    fs: Arc<SecretFs>,
+    fs: Arc<ProjectedFs>,
     runtime: Handle,
 }
 
@@ -181,7 +182,7 @@ fn file_type(kind: FileKind) -> FileType {
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<SecretFs>, runtime: Handle) -> FuseAdapter {
+    pub fn new(fs: Arc<ProjectedFs>, runtime: Handle) -> FuseAdapter {
         FuseAdapter { fs, runtime }
     }
 

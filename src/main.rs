@@ -20,6 +20,10 @@ fn main() -> std::process::ExitCode {
     let cli = akvfs::cli::Cli::parse_from(akvfs::cli::expand_mount_options(args));
     match akvfs::app::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<akvfs::app::UsageError>().is_some() => {
+            let _ = writeln!(std::io::stderr(), "akvfs: error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
         Err(err) => {
             // `{:#}` prints the whole context chain on one line: what failed, on what, why.
             // Ignore a closed stderr (a mount helper that already returned), never panic.

@@ -13,8 +13,9 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::fs::{FsConfig, SecretFs};
+use crate::fs::{FsConfig, ProjectedFs, SecretFs};
 use crate::fuse::{FuseAdapter, QueuedNotifier};
+use crate::projection::Projection;
 use crate::vault::SecretStore;
 
 mod kernel;
@@ -29,6 +30,9 @@ pub struct MountOptions {
     pub extra_options: Vec<String>,
     /// FUSE worker threads (each runs one request at a time).
     pub worker_threads: usize,
+    /// `--config FILE`: the projected tree, checked, and the file it came from (SIGHUP
+    /// re-reads it). `None`: the vault's own layout.
+    pub projection: Option<(PathBuf, Projection)>,
 }
 
 impl MountOptions {
@@ -39,6 +43,7 @@ impl MountOptions {
             allow_root: false,
             extra_options: Vec::new(),
             worker_threads: 8,
+            projection: None,
         }
     }
 }
@@ -135,7 +140,7 @@ pub fn check_options(extra: &[String]) -> io::Result<()> {
 
 /// A running mount. Dropping it unmounts (best effort); prefer [`MountHandle::unmount`].
 pub struct MountHandle {
-    fs: Arc<SecretFs>,
+    fs: Arc<ProjectedFs>,
     runtime: Handle,
     mountpoint: PathBuf,
     /// The kernel mount we made; `None` once unmounted.
@@ -198,7 +203,12 @@ pub fn mount(
 
     let point = prepare_mountpoint(&options.mountpoint)?;
 
-    let fs = SecretFs::new(store, fs_config);
+    let allow_other = acl == SessionACL::All;
+    let vault = SecretFs::new(store, fs_config);
+    let fs = match options.projection {
+        None => ProjectedFs::vault_only(vault),
+        Some((path, projection)) => ProjectedFs::projected(vault, projection, path, allow_other),
+    };
     let notifications = Arc::new(OnceLock::new());
     fs.set_notifier(Arc::new(QueuedNotifier::start(notifications.clone())?));
     let adapter = FuseAdapter::new(fs.clone(), runtime.clone());
@@ -375,9 +385,9 @@ impl MountHandle {
         &self.mountpoint
     }
 
-    /// Forget every cached value and listing (SIGHUP).
-    pub fn drop_caches(&self) {
-        self.fs.drop_caches();
+    /// SIGHUP: re-read the config (with `--config`), forget every cached value and listing.
+    pub fn reload(&self) {
+        self.fs.reload();
     }
 
     /// Commit every open handle with uncommitted writes now (before unmounting).
@@ -999,7 +1009,7 @@ mod mount_tests {
         assert_eq!(std::fs::read_to_string(&path).expect("cat"), "first");
         m.store.seed("s", "second, longer", &[]);
         assert_eq!(std::fs::read_to_string(&path).expect("cached"), "first");
-        m.handle.as_ref().expect("handle").drop_caches();
+        m.handle.as_ref().expect("handle").reload();
         // The kernel's invalidation is queued to its own thread.
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(

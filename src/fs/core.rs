@@ -5,6 +5,7 @@ mod handles;
 mod listing;
 mod lookup;
 mod namespace;
+mod projection_support;
 mod properties;
 mod setattr;
 
@@ -117,7 +118,7 @@ impl SecretData {
             encoding: Encoding::Text,
             enabled: false,
             content_type: None,
-            tags: None,
+            tags: listed.and_then(|l| l.tags.clone()),
             attributes: listed.map(|l| l.attributes.clone()).unwrap_or_default(),
             undecodable: None,
         }
@@ -150,6 +151,8 @@ pub(crate) struct ListedSecret {
     version: Option<String>,
     /// `deletedDate` for the deleted listing.
     deleted_date: Option<i64>,
+    /// Tags, for projections that select by tag (`select = { tag = "k=v" }`).
+    tags: Option<Tags>,
 }
 
 pub(crate) struct Listing(Vec<ListedSecret>);
@@ -693,6 +696,7 @@ impl SecretFs {
                             attributes: item.attributes.unwrap_or_default(),
                             version: Some(id.version?),
                             deleted_date: None,
+                            tags: None,
                         })
                     });
                     let mut listed = well_formed(listed, "secret versions", Some(name));
@@ -783,6 +787,7 @@ fn listed_from_item(item: SecretItem, deleted_date: Option<i64>) -> Option<Liste
         attributes: item.attributes.unwrap_or_default(),
         version: None,
         deleted_date,
+        tags: item.tags,
     })
 }
 

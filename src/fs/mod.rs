@@ -46,6 +46,7 @@ mod core;
 mod inode;
 mod memory_budget;
 mod process;
+mod projected;
 mod xattr;
 
 #[cfg(test)]
@@ -62,6 +63,7 @@ pub use self::core::SecretFs;
 pub use self::inode::{
     DELETED_DIR_INO, DELETED_DIR_NAME, ROOT_INO, VERSIONS_DIR_INO, VERSIONS_DIR_NAME,
 };
+pub use self::projected::{projection_needs_allow_other, ProjectedFs};
 use crate::vault::VaultError;
 
 /// What the filesystem core needs to know about the mount.
@@ -251,6 +253,8 @@ pub enum FsError {
     IsADirectory { name: String },
     #[error("extended attribute {name} is not supported here")]
     Unsupported { name: String },
+    #[error("{name}: {reason}")]
+    CrossDevice { name: String, reason: String },
     #[error("stale or unknown file handle {fh}")]
     BadHandle { fh: u64 },
 }
