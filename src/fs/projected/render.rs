@@ -63,6 +63,8 @@ impl ProjectedFs {
         entry: &projection::Entry,
     ) -> Result<Arc<SecretData>, FsError> {
         let previous = tree.renders.seen.lock().get(path).cloned();
+        // Taken before the inputs are read: storing them may sweep an expired render.
+        let kept = self.vault.rendered(path);
         let mut got: BTreeMap<SecretInput, Got> = BTreeMap::new();
         let result = match &entry.kind {
             EntryKind::Template { template, .. } => {
@@ -70,7 +72,7 @@ impl ProjectedFs {
                     for seen in previous {
                         got.insert(seen.input.clone(), self.read_input(&seen.input).await);
                     }
-                    if let Some(kept) = self.kept_if_unchanged(path, previous, &got) {
+                    if let Some(kept) = self.kept_if_unchanged(path, kept, previous, &got) {
                         return Ok(kept);
                     }
                 }
@@ -96,7 +98,7 @@ impl ProjectedFs {
                 }
                 let seen = seen_of(&got);
                 if previous.as_ref() == Some(&seen) {
-                    if let Some(kept) = self.kept_if_unchanged(path, &seen, &got) {
+                    if let Some(kept) = self.kept_if_unchanged(path, kept, &seen, &got) {
                         return Ok(kept);
                     }
                 }
@@ -126,10 +128,12 @@ impl ProjectedFs {
         Ok(kept)
     }
 
-    /// The kept render of `path`, when every input it read still has the version it had.
+    /// The kept render of `path`, when every input it read still has the version it had
+    /// (kept again, as fresh as the inputs just read).
     fn kept_if_unchanged(
         &self,
         path: &str,
+        kept: Option<Arc<SecretData>>,
         previous: &[Seen],
         got: &BTreeMap<SecretInput, Got>,
     ) -> Option<Arc<SecretData>> {
@@ -137,11 +141,19 @@ impl ProjectedFs {
             got.get(&seen.input)
                 .is_some_and(|g| g.value.is_ok() && g.version == seen.version)
         });
-        if unchanged {
-            self.vault.rendered(path)
-        } else {
-            None
+        let kept = kept.filter(|_| unchanged)?;
+        if self
+            .vault
+            .rendered(path)
+            .is_some_and(|now| Arc::ptr_eq(&now, &kept))
+        {
+            return Some(kept);
         }
+        let content = Zeroizing::new(kept.content.to_vec());
+        Some(
+            self.vault
+                .keep_rendered(path, content, kept.attributes.updated),
+        )
     }
 
     /// Render, reading each secret the template asks for as it asks (the engine is
