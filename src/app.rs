@@ -229,6 +229,7 @@ fn fs_config(args: &MountArgs) -> FsConfig {
         file_mode: args.file_mode,
         dir_mode: args.dir_mode,
         scratch_space: args.scratch_space,
+        refresh: args.refresh.0,
     }
 }
 

@@ -77,6 +77,9 @@ struct Slot<V> {
     /// Set when an expired value was served because a reload failed: until then it answers
     /// without a load.
     stale_until: Option<Instant>,
+    /// Set when a background revalidation confirmed the value: fresh this long from
+    /// `stored_at` instead of the policy's TTL.
+    confirmed_for: Option<Duration>,
 }
 
 /// One load in flight, shared by every concurrent miss of its key.
@@ -120,10 +123,44 @@ where
 
     fn ttl_of(&self, slot: &Slot<V>) -> Duration {
         if slot.value.is_some() {
-            self.policy.ttl
+            slot.confirmed_for.unwrap_or(self.policy.ttl)
         } else {
             self.policy.negative_ttl
         }
+    }
+
+    /// A background revalidation found the value of `key` still current (`unchanged` says so
+    /// of the held value): fresh for `fresh_for` from now. `false` when there is no value to
+    /// renew, or it changed.
+    pub fn renew(
+        &self,
+        key: &str,
+        fresh_for: Duration,
+        unchanged: impl FnOnce(&V) -> bool,
+    ) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(slot) = inner.lru.peek_mut(key) else {
+            return false;
+        };
+        match &slot.value {
+            Some(value) if unchanged(value) => {
+                slot.stored_at = Instant::now();
+                slot.confirmed_for = Some(fresh_for);
+                slot.stale_until = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every key held, with whether it holds a value (not an absence).
+    pub fn keys(&self) -> Vec<(String, bool)> {
+        self.inner
+            .lock()
+            .lru
+            .iter()
+            .map(|(key, slot)| (key.clone(), slot.value.is_some()))
+            .collect()
     }
 
     /// The fresh entry for `key`, if any (no load).
@@ -264,6 +301,7 @@ where
                 stored_at: Instant::now(),
                 weight,
                 stale_until: None,
+                confirmed_for: None,
             },
         );
         inner.bytes += weight;
@@ -290,8 +328,10 @@ where
     /// Expired, and too old to be served stale.
     fn useless(policy: &CachePolicy, slot: &Slot<V>) -> bool {
         let keep_for = match slot.value {
-            Some(_) => policy
-                .ttl
+            Some(_) => slot
+                .confirmed_for
+                .unwrap_or(policy.ttl)
+                .max(policy.ttl)
                 .max(policy.stale_if_error.unwrap_or(Duration::ZERO)),
             None => policy.negative_ttl,
         };
@@ -373,6 +413,25 @@ mod tests {
 
     fn blob(n: usize) -> Blob {
         Blob(Zeroizing::new(vec![b'x'; n]))
+    }
+
+    #[tokio::test]
+    async fn a_renewed_value_stays_fresh_past_its_ttl_and_a_changed_one_does_not() {
+        let cache: Cache<Blob, String> = Cache::new(policy(1 << 20));
+        cache.insert("same", Some(blob(1)));
+        cache.insert("changed", Some(blob(1)));
+        assert!(cache.renew("same", Duration::from_secs(5), |b| b.0.len() == 1));
+        assert!(!cache.renew("changed", Duration::from_secs(5), |b| b.0.len() == 2));
+        assert!(!cache.renew("absent", Duration::from_secs(5), |_| true));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(cache.peek("same").is_some(), "renewed past the 200 ms TTL");
+        assert!(cache.peek("changed").is_none(), "expired as usual");
+        let mut keys = cache.keys();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![("changed".to_owned(), true), ("same".to_owned(), true)]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

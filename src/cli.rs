@@ -186,6 +186,11 @@ pub struct MountArgs {
     /// How long a directory listing is trusted.
     #[arg(long, value_parser = duration_between(Duration::ZERO, DAY), default_value = "30s", help_heading = "Cache")]
     pub list_ttl: Duration,
+    /// Revalidate cached secrets by listing the vault this often (`off`: never): one list call
+    /// per 25 secrets and one get per changed secret per interval, however often files are
+    /// read; confirmed values need no get when their TTL ends (1 s – 1 day).
+    #[arg(long, value_parser = parse_refresh, default_value = "60s", help_heading = "Cache")]
+    pub refresh: Refresh,
     /// How long "no such secret" is remembered.
     #[arg(long, value_parser = duration_between(Duration::ZERO, DAY), default_value = "5s", help_heading = "Cache")]
     pub negative_ttl: Duration,
@@ -377,6 +382,17 @@ fn duration_between(
         }
         Ok(duration)
     }
+}
+
+/// `--refresh`: an interval, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refresh(pub Option<Duration>);
+
+fn parse_refresh(s: &str) -> Result<Refresh, String> {
+    if s == "off" {
+        return Ok(Refresh(None));
+    }
+    duration_between(Duration::from_secs(1), DAY)(s).map(|d| Refresh(Some(d)))
 }
 
 /// One `-o` option, refused here (exit 2, naming it) when the mount would refuse it.

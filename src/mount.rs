@@ -204,7 +204,11 @@ pub fn mount(
     let point = prepare_mountpoint(&options.mountpoint)?;
 
     let allow_other = acl == SessionACL::All;
+    let refresh = fs_config.refresh;
     let vault = SecretFs::new(store, fs_config);
+    if let Some(interval) = refresh {
+        vault.start_refresh(&runtime, interval);
+    }
     let fs = match options.projection {
         None => ProjectedFs::vault_only(vault),
         Some((path, projection)) => ProjectedFs::projected(vault, projection, path, allow_other),

@@ -7,6 +7,7 @@ mod lookup;
 mod namespace;
 mod projection_support;
 mod properties;
+mod refresh;
 mod setattr;
 
 use std::collections::HashMap;
@@ -153,6 +154,8 @@ pub(crate) struct ListedSecret {
     deleted_date: Option<i64>,
     /// Tags, for projections that select by tag (`select = { tag = "k=v" }`).
     tags: Option<Tags>,
+    /// The content type (the refresh compares it with the cached value's).
+    content_type: Option<String>,
 }
 
 pub(crate) struct Listing(Vec<ListedSecret>);
@@ -697,6 +700,7 @@ impl SecretFs {
                             version: Some(id.version?),
                             deleted_date: None,
                             tags: None,
+                            content_type: None,
                         })
                     });
                     let mut listed = well_formed(listed, "secret versions", Some(name));
@@ -788,6 +792,7 @@ fn listed_from_item(item: SecretItem, deleted_date: Option<i64>) -> Option<Liste
         version: None,
         deleted_date,
         tags: item.tags,
+        content_type: item.content_type,
     })
 }
 

@@ -89,6 +89,8 @@ pub struct FsConfig {
     pub dir_mode: u16,
     /// Bytes of files held in memory only (scratch files, placeholders, unsaved writes).
     pub scratch_space: u64,
+    /// `--refresh`: revalidate cached secrets by listing this often (`None`: never).
+    pub refresh: Option<Duration>,
 }
 
 impl Default for FsConfig {
@@ -109,6 +111,7 @@ impl Default for FsConfig {
             file_mode: 0o600,
             dir_mode: 0o700,
             scratch_space: 128 * 1024 * 1024,
+            refresh: None,
         }
     }
 }

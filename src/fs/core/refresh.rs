@@ -1,0 +1,189 @@
+//! `--refresh INTERVAL` (SPEC §9): a background revalidation by listing. Each walk lists the
+//! vault (⌈N/25⌉ calls: list pages carry every secret's `updated`, `enabled`, `contentType` and
+//! `tags`), renews the cached values whose entry did not change (they stay fresh until the
+//! walk after next, so reading never costs a get while the refresh keeps up), re-gets the
+//! cached secrets whose entry changed (one get each), and forgets the ones that are gone. The
+//! cost per interval does not depend on how often files are read.
+//!
+//! `updated` has one-second resolution and list items carry no version: two changes of one
+//! secret within a second are seen as one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tracing::{debug, info, warn};
+
+use super::*;
+
+/// What one walk did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revalidation {
+    /// Secrets listed.
+    pub listed: usize,
+    /// Cached values confirmed unchanged (renewed).
+    pub confirmed: usize,
+    /// Cached secrets whose entry changed, read again.
+    pub changed: Vec<String>,
+    /// Cached secrets no longer listed, forgotten.
+    pub gone: Vec<String>,
+}
+
+/// Re-gets of changed secrets in flight at once: the refresh never takes more than a share
+/// of the vault's budget from readers.
+const REFRESH_CONCURRENCY: usize = 4;
+
+/// A walk refused with 429 waits this many intervals more each time, up to the cap.
+const MAX_BACKOFF_INTERVALS: u32 = 8;
+
+/// Whether the cached `data` is what the listing says the secret is now.
+fn unchanged(data: &SecretData, listed: &ListedSecret) -> bool {
+    let tags = |t: Option<&Tags>| t.filter(|t| !t.is_empty()).cloned();
+    data.attributes.updated == listed.attributes.updated
+        && data.enabled == listed.attributes.enabled.unwrap_or(true)
+        && (!data.enabled || data.content_type == listed.content_type)
+        && (!data.enabled || tags(data.tags.as_ref()) == tags(listed.tags.as_ref()))
+}
+
+impl SecretFs {
+    /// One revalidation walk. Values confirmed by it stay fresh for `fresh_for`.
+    pub async fn revalidate(&self, fresh_for: Duration) -> Result<Revalidation, FsError> {
+        let items = self
+            .store
+            .list_properties_of_secrets()
+            .await
+            .map_err(FsError::from)?;
+        let listed = well_formed(
+            items.into_iter().map(|item| listed_from_item(item, None)),
+            "secrets",
+            None,
+        );
+        let by_key: HashMap<String, &ListedSecret> = listed
+            .iter()
+            .map(|l| (l.name.to_ascii_lowercase(), l))
+            .collect();
+        let mut report = Revalidation {
+            listed: listed.len(),
+            ..Revalidation::default()
+        };
+        let mut changed: Vec<String> = Vec::new();
+        for (key, holds_value) in self.values.keys() {
+            // Versions never change; rendered files follow their inputs.
+            if !is_valid_secret_name(&key) {
+                continue;
+            }
+            match by_key.get(&key) {
+                Some(l) => {
+                    if self
+                        .values
+                        .renew(&key, fresh_for, |data| unchanged(data, l))
+                    {
+                        report.confirmed += 1;
+                    } else {
+                        changed.push(l.name.clone());
+                    }
+                }
+                None if holds_value => {
+                    self.values.invalidate(&key);
+                    self.forget_gone(&key);
+                    report.gone.push(key);
+                }
+                // An absence, still absent.
+                None => {}
+            }
+        }
+        // The walk is also a fresh listing: `ls` needs no call of its own.
+        self.listings
+            .insert(ALL_SECRETS, Some(Listing(listed.clone())));
+        self.listings.renew(ALL_SECRETS, fresh_for, |_| true);
+        if let Some(me) = self.me.upgrade() {
+            for batch in changed.chunks(REFRESH_CONCURRENCY) {
+                let mut loads = tokio::task::JoinSet::new();
+                for name in batch {
+                    let (fs, name) = (me.clone(), name.clone());
+                    loads.spawn(async move {
+                        fs.values.invalidate(&name.to_ascii_lowercase());
+                        match fs.load_secret(&name).await {
+                            Ok(_) => {
+                                // As fresh as the values this walk confirmed.
+                                fs.values
+                                    .renew(&name.to_ascii_lowercase(), fresh_for, |_| true);
+                                debug!(secret = name.as_str(), "changed elsewhere; read again")
+                            }
+                            Err(error) => warn!(
+                                secret = name.as_str(),
+                                %error,
+                                "changed elsewhere; cannot read it again"
+                            ),
+                        }
+                    });
+                }
+                while loads.join_next().await.is_some() {}
+            }
+        }
+        report.changed = changed;
+        Ok(report)
+    }
+
+    /// A secret the listing no longer shows: the kernel forgets what it cached of its file.
+    fn forget_gone(&self, key: &str) {
+        let ino = self.inodes.lock().lookup(&NodeKey::Secret(key.to_owned()));
+        if let Some(ino) = ino {
+            self.inval_inode(ino);
+            let name = self
+                .inodes
+                .lock()
+                .get(ino)
+                .map_or_else(|| key.to_owned(), |node| node.name.clone());
+            self.inval_entry(ROOT_INO, &name);
+        }
+    }
+
+    /// Run [`SecretFs::revalidate`] every `interval` (the first after a random part of it, so a
+    /// fleet started together does not list together) until the filesystem is dropped. A 429
+    /// stretches the wait (the client already honoured `Retry-After` for the call itself).
+    pub fn start_refresh(self: &Arc<Self>, runtime: &tokio::runtime::Handle, interval: Duration) {
+        let me = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let first = interval.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
+            tokio::time::sleep(first).await;
+            let mut backoff = 1u32;
+            loop {
+                let Some(fs) = me.upgrade() else { return };
+                // Confirmed values stay fresh until the walk after next is due.
+                let fresh_for = interval * 2 + interval / 2;
+                match fs.revalidate(fresh_for).await {
+                    Ok(report) => {
+                        backoff = 1;
+                        if report.changed.is_empty() && report.gone.is_empty() {
+                            debug!(
+                                listed = report.listed,
+                                confirmed = report.confirmed,
+                                "revalidated"
+                            );
+                        } else {
+                            info!(
+                                listed = report.listed,
+                                confirmed = report.confirmed,
+                                changed = report.changed.len(),
+                                gone = report.gone.len(),
+                                "revalidated: secrets changed elsewhere"
+                            );
+                        }
+                    }
+                    Err(FsError::Throttled { .. }) => {
+                        backoff = (backoff * 2).min(MAX_BACKOFF_INTERVALS);
+                        warn!(
+                            backoff_intervals = backoff,
+                            "the vault throttles the refresh; waiting longer"
+                        );
+                    }
+                    Err(error) => warn!(%error, "refresh failed; cached values expire as usual"),
+                }
+                drop(fs);
+                let jitter = rand::thread_rng().gen_range(0.9..1.1);
+                tokio::time::sleep(interval.mul_f64(jitter) * backoff).await;
+            }
+        });
+    }
+}
