@@ -2,6 +2,8 @@
 //! FUSE mount), the local vault's counters, and a second client talking to the same vault.
 #![allow(dead_code)]
 
+pub mod programs;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
