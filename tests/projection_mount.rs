@@ -176,9 +176,9 @@ fn configured_names_owners_and_modes_read_write_and_delete_their_secrets() {
             0o400,
         ),
         ("ssh/id_ed25519", "ssh key text\n", nobody, 0o600),
-        ("pg/.pgpass", "db.internal:5432:*:app:s3cr:et\n", me, 0o400),
+        ("pg/.pgpass", "db.internal:5432:*:app:s3cr:et\n", me, 0o600),
         ("run/secrets/db_password", "s3cr:et", me, 0o444),
-        ("app/.env", "GREETING='hello'\n", me, 0o440),
+        ("app/.env", "GREETING='hello'\n", me, 0o640),
     ] {
         assert_eq!(read(&m, path), value, "{path}");
         let meta = std::fs::metadata(m.path(path)).expect("stat");

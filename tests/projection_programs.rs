@@ -332,10 +332,10 @@ template = "{line}"
     );
     let (nobody, _) = user_ids(USER);
     let pgpass = m.path("pg/.pgpass");
-    // A template is read-only, so the mount shows the config's 0600 without the write bit
-    // (0400); what libpq checks is that group and others have nothing.
+    // A template is read-only (EROFS on write) and shows the config's 0600, which is what
+    // libpq checks.
     let (owner, mode) = owner_and_mode(&pgpass);
-    assert_eq!((owner, mode & 0o477), (nobody, 0o400), "mode {mode:o}");
+    assert_eq!((owner, mode), (nobody, 0o600), "mode {mode:o}");
     assert_eq!(
         std::fs::read_to_string(&pgpass).expect("read .pgpass"),
         format!("127.0.0.1:{}:*:app:{password}\n", server.port())

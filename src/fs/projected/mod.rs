@@ -281,14 +281,13 @@ impl ProjectedFs {
             Resolved::Dir(_) => {
                 let projection = tree.projection();
                 Ok((
-                    tree.dir_entry(ino, projection.uid, projection.gid, config, false),
+                    tree.dir_entry(ino, projection.uid, projection.gid, config),
                     None,
                 ))
             }
-            Resolved::ConventionDir { entry, .. } => Ok((
-                tree.dir_entry(ino, entry.uid, entry.gid, config, entry.read_only),
-                None,
-            )),
+            Resolved::ConventionDir { entry, .. } => {
+                Ok((tree.dir_entry(ino, entry.uid, entry.gid, config), None))
+            }
             Resolved::Vault => Ok((from_vault(self.vault.getattr(ROOT_INO).await?), None)),
             Resolved::Secret {
                 path,
@@ -928,13 +927,14 @@ pub fn projection_needs_allow_other(
 }
 
 /// A secret's entry of the vault view shown as tree node `ino` with the config's owner and
-/// mode. A disabled secret keeps mode 0; a read-only entry or mount has no write bits.
+/// mode. A disabled secret keeps mode 0; a read-only mount has no write bits. A read-only
+/// entry shows its configured mode (SPEC §8: writes answer EROFS; EACCES when the mode forbids).
 fn dressed(mut entry: Entry, ino: u64, looks: Looks, mount_read_only: bool) -> Entry {
     entry.attr.ino = ino;
     entry.attr.uid = looks.uid;
     entry.attr.gid = looks.gid;
     if entry.attr.perm != 0 {
-        entry.attr.perm = if looks.read_only || mount_read_only {
+        entry.attr.perm = if mount_read_only {
             looks.mode & !0o222
         } else {
             looks.mode
@@ -961,7 +961,7 @@ fn rendered_entry(
             ino,
             kind: FileKind::File,
             size: rendered.content.len() as u64,
-            perm: looks.mode & !0o222,
+            perm: looks.mode,
             nlink: 1,
             uid: looks.uid,
             gid: looks.gid,
@@ -1005,8 +1005,9 @@ impl Tree {
         self.next_fh.fetch_add(1, Ordering::Relaxed) | TREE_HANDLE_BIT
     }
 
-    fn dir_entry(&self, ino: u64, uid: u32, gid: u32, config: &FsConfig, read_only: bool) -> Entry {
-        let perm = if read_only || config.read_only {
+    fn dir_entry(&self, ino: u64, uid: u32, gid: u32, config: &FsConfig) -> Entry {
+        // A read-only `[[dir]]` keeps its mode too: creating in it answers EROFS.
+        let perm = if config.read_only {
             config.dir_mode & !0o222
         } else {
             config.dir_mode
