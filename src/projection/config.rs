@@ -49,6 +49,18 @@ struct RawConfig {
     file: Vec<Spanned<RawEntry>>,
     #[serde(default)]
     dir: Vec<Spanned<RawEntry>>,
+    /// `[group.NAME]`: what to run when a group's files change (§9).
+    #[serde(default)]
+    group: BTreeMap<String, Spanned<RawHook>>,
+}
+
+/// `on_change`, or `signal` + `pid_file`: of a `[group.NAME]` table or a `[[file]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [group.NAME] table")]
+struct RawHook {
+    on_change: Option<Spanned<String>>,
+    signal: Option<Spanned<String>>,
+    pid_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +95,9 @@ struct RawEntry {
     mode: Option<Spanned<RawScalar>>,
     group: Option<Spanned<String>>,
     read_only: Option<Spanned<bool>>,
+    on_change: Option<Spanned<String>>,
+    signal: Option<Spanned<String>>,
+    pid_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -239,8 +254,49 @@ pub struct Entry {
     pub read_only: bool,
     /// §9: files of one group change together.
     pub group: Option<String>,
+    /// §9: what to run when this file changes.
+    pub on_change: Option<Hook>,
     pub kind: EntryKind,
 }
+
+/// What to do when files change (§9): run a command, or signal a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// `on_change = "…"`, run with `sh -c`.
+    Command(String),
+    /// `signal = "HUP"` sent to the pid in `pid_file`.
+    Signal {
+        name: String,
+        number: i32,
+        pid_file: PathBuf,
+    },
+}
+
+/// A hook and where the config declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub action: HookAction,
+    pub line: usize,
+}
+
+/// `[group.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub on_change: Option<Hook>,
+    /// Paths of its files.
+    pub members: Vec<String>,
+}
+
+/// The signals a hook may send.
+const SIGNALS: [(&str, i32); 7] = [
+    ("HUP", libc::SIGHUP),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("TERM", libc::SIGTERM),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("WINCH", libc::SIGWINCH),
+];
 
 /// What a path of the tree is.
 #[derive(Debug, Clone, Copy)]
@@ -271,6 +327,8 @@ pub struct Projection {
     pub entries: BTreeMap<String, Entry>,
     /// Directories implied by entry paths (every proper parent, without the root "").
     pub dirs: BTreeSet<String>,
+    /// Groups by name: every `group = …` of a file, with its `[group.NAME]` hook if any.
+    pub groups: BTreeMap<String, Group>,
 }
 
 impl Projection {
@@ -475,6 +533,28 @@ impl Checker<'_> {
                 dirs.insert(parent.to_owned());
             }
         }
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        for entry in entries.values() {
+            if let Some(group) = &entry.group {
+                groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group {
+                        on_change: None,
+                        members: Vec::new(),
+                    })
+                    .members
+                    .push(entry.path.clone());
+            }
+        }
+        for (name, raw) in &raw.group {
+            let Some(group) = groups.get_mut(name) else {
+                return self.error(
+                    &raw.span(),
+                    format!("[group.{name}]: no [[file]] has group = {name:?}"),
+                );
+            };
+            group.on_change = self.hook(raw.get_ref(), &format!("[group.{name}]"))?;
+        }
         Ok(Projection {
             origin: self.origin.to_owned(),
             uid: defaults.uid,
@@ -484,7 +564,59 @@ impl Checker<'_> {
             vault_path,
             entries,
             dirs,
+            groups,
         })
+    }
+
+    /// `on_change`, or `signal` with `pid_file`, of a group or a file (`what` names it).
+    fn hook(&self, r: &RawHook, what: &str) -> Result<Option<Hook>, ConfigError> {
+        match (&r.on_change, &r.signal, &r.pid_file) {
+            (None, None, None) => Ok(None),
+            (Some(command), None, None) => {
+                if command.get_ref().trim().is_empty() {
+                    return self.error(&command.span(), format!("{what}: on_change is empty"));
+                }
+                Ok(Some(Hook {
+                    action: HookAction::Command(command.get_ref().clone()),
+                    line: self.line_of(&command.span()),
+                }))
+            }
+            (Some(command), _, _) => self.error(
+                &command.span(),
+                format!("{what}: on_change or signal + pid_file, not both"),
+            ),
+            (None, Some(signal), Some(pid_file)) => {
+                let name = signal.get_ref().trim_start_matches("SIG").to_ascii_uppercase();
+                let Some(&(_, number)) = SIGNALS.iter().find(|(n, _)| *n == name) else {
+                    let known: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+                    return self.error(
+                        &signal.span(),
+                        format!(
+                            "{what}: signal = {:?} is not one of {}",
+                            signal.get_ref(),
+                            known.join(", ")
+                        ),
+                    );
+                };
+                let path = PathBuf::from(pid_file.get_ref());
+                if !path.is_absolute() {
+                    return self.error(
+                        &pid_file.span(),
+                        format!("{what}: pid_file = {:?} must be absolute", pid_file.get_ref()),
+                    );
+                }
+                Ok(Some(Hook {
+                    action: HookAction::Signal {
+                        name,
+                        number,
+                        pid_file: path,
+                    },
+                    line: self.line_of(&signal.span()),
+                }))
+            }
+            (None, Some(s), None) => self.error(&s.span(), format!("{what}: signal needs pid_file")),
+            (None, None, Some(p)) => self.error(&p.span(), format!("{what}: pid_file needs signal")),
+        }
     }
 
     /// Checks one path and records it; refuses a second entry on the same path.
@@ -646,6 +778,14 @@ impl Checker<'_> {
             },
             read_only,
             group,
+            on_change: self.hook(
+                &RawHook {
+                    on_change: r.on_change.clone(),
+                    signal: r.signal.clone(),
+                    pid_file: r.pid_file.clone(),
+                },
+                &format!("[[file]] {:?}", r.path.get_ref()),
+            )?,
             kind,
         })
     }
@@ -707,6 +847,16 @@ impl Checker<'_> {
         let group = match &r.group {
             Some(g) if g.get_ref().is_empty() => {
                 return self.error(&g.span(), "group = \"\": a group needs a name")
+            }
+            Some(g) if r.secret.is_none() => {
+                return self.error(
+                    &g.span(),
+                    format!(
+                        "group: only secret files form groups; {:?} is a {} file (a render reads its inputs at once)",
+                        r.path.get_ref(),
+                        sources[0]
+                    ),
+                )
             }
             Some(g) => Some(g.get_ref().clone()),
             None => None,
@@ -796,6 +946,9 @@ impl Checker<'_> {
             ("template_file", r.template_file.as_ref().map(Spanned::span)),
             ("format", r.format.as_ref().map(Spanned::span)),
             ("group", r.group.as_ref().map(Spanned::span)),
+            ("on_change", r.on_change.as_ref().map(Spanned::span)),
+            ("signal", r.signal.as_ref().map(Spanned::span)),
+            ("pid_file", r.pid_file.as_ref().map(Spanned::span)),
         ] {
             if let Some(span) = span {
                 return self.error(
@@ -1246,5 +1399,63 @@ names = "aspnet"
         assert!(said.contains("none.toml: cannot read the config"), "{said}");
         assert_eq!(lookup_user("root").ok().flatten(), Some(0));
         assert_eq!(lookup_group("no\0pe").ok().flatten(), None);
+    }
+
+    #[test]
+    fn groups_collect_their_files_and_hooks_are_checked() {
+        let p = parse(
+            "[[file]]\npath = \"tls.crt\"\nsecret = \"c\"\ngroup = \"web\"\n\
+             [[file]]\npath = \"tls.key\"\nsecret = \"k\"\ngroup = \"web\"\n\
+             [[file]]\npath = \"other\"\nsecret = \"o\"\nsignal = \"SIGHUP\"\npid_file = \"/run/x.pid\"\n\
+             [group.web]\non_change = \"nginx -s reload\"\n",
+        )
+        .expect("valid");
+        let web = &p.groups["web"];
+        assert_eq!(web.members, vec!["tls.crt".to_owned(), "tls.key".to_owned()]);
+        assert_eq!(
+            web.on_change.as_ref().map(|h| &h.action),
+            Some(&HookAction::Command("nginx -s reload".into()))
+        );
+        assert_eq!(
+            p.entries["other"].on_change.as_ref().map(|h| &h.action),
+            Some(&HookAction::Signal {
+                name: "HUP".into(),
+                number: libc::SIGHUP,
+                pid_file: "/run/x.pid".into()
+            })
+        );
+        let file = "[[file]]\npath = \"a\"\nsecret = \"s\"\ngroup = \"g\"\n";
+        refused_with(
+            &format!("{file}[group.h]\non_change = \"x\"\n"),
+            "app.toml:5: [group.h]: no [[file]] has group",
+        );
+        refused_with(
+            &format!("{file}[group.g]\non_change = \"x\"\nsignal = \"HUP\"\n"),
+            "app.toml:6: [group.g]: on_change or signal + pid_file, not both",
+        );
+        refused_with(
+            &format!("{file}[group.g]\nsignal = \"HUP\"\n"),
+            "app.toml:6: [group.g]: signal needs pid_file",
+        );
+        refused_with(
+            &format!("{file}[group.g]\nsignal = \"KILL\"\npid_file = \"/p\"\n"),
+            "app.toml:6: [group.g]: signal = \"KILL\" is not one of",
+        );
+        refused_with(
+            &format!("{file}[group.g]\nsignal = \"HUP\"\npid_file = \"p\"\n"),
+            "app.toml:7: [group.g]: pid_file = \"p\" must be absolute",
+        );
+        refused_with(
+            &format!("{file}[group.g]\ncolour = 1\n"),
+            "app.toml:6:",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ntemplate = \"x\"\ngroup = \"g\"\n",
+            "app.toml:4: group: only secret files form groups",
+        );
+        refused_with(
+            "[[dir]]\npath = \"a\"\non_change = \"x\"\n",
+            "app.toml:3: on_change: not a key of [[dir]]",
+        );
     }
 }
