@@ -46,6 +46,7 @@ mod control;
 mod env;
 mod error;
 mod files;
+mod pki;
 mod server;
 mod store;
 mod tls;
