@@ -73,11 +73,6 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
     }
 
-    /// `GET /secrets/{name}`, `PATCH`, `DELETE /secrets/{name}`, backup of an unknown name.
-    pub fn secret_not_found(name: &str) -> Self {
-        ApiError::not_found(Kind::Secret, name)
-    }
-
     /// An unknown name, worded for its kind (`CertificateNotFound` for certificates).
     pub fn not_found(kind: Kind, name: &str) -> Self {
         let (code, word, _) = kind.words();
@@ -91,16 +86,6 @@ impl ApiError {
                  https://go.microsoft.com/fwlink/?linkid=2125182"
             ),
         )
-    }
-
-    /// A known name with an unknown version.
-    pub fn version_not_found(name: &str, version: &str) -> Self {
-        ApiError::not_found(Kind::Secret, &format!("{name}/{version}"))
-    }
-
-    /// `GET`/`DELETE /deletedsecrets/{name}`, recover.
-    pub fn deleted_not_found(name: &str) -> Self {
-        ApiError::deleted_not_found_of(Kind::Secret, name)
     }
 
     /// "Deleted Secret not found: NAME", "Deleted Certificate not found: NAME".
@@ -147,10 +132,6 @@ impl ApiError {
         .with_inner("SecretDisabled")
     }
 
-    pub fn forbidden_by_policy(permission: &str, client_id: &str) -> Self {
-        ApiError::forbidden_by_policy_of(Kind::Secret, permission, client_id)
-    }
-
     pub fn forbidden_by_policy_of(kind: Kind, permission: &str, client_id: &str) -> Self {
         let (_, word, _) = kind.words();
         ApiError::new(
@@ -194,10 +175,6 @@ impl ApiError {
             format!("{cap} {name} is currently being deleted."),
         )
         .with_inner("ObjectIsBeingDeleted")
-    }
-
-    pub fn being_recovered(name: &str) -> Self {
-        ApiError::being_recovered_of(Kind::Secret, name)
     }
 
     pub fn being_recovered_of(kind: Kind, name: &str) -> Self {

@@ -215,10 +215,18 @@ fn public_key_of(pkcs8_der: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The backing secret's value: base64 of a PKCS#12 without password (3DES, SHA-1 MAC, as the
-/// service writes them), or the PEM text (PKCS#8 key, then each certificate).
-pub fn secret_value(material: &Material, content_type: &str) -> Result<Zeroizing<String>, ()> {
+/// service writes them), or the PEM text (PKCS#8 key, then each certificate). Without
+/// `exportable` the key stays out: the certificates alone.
+pub fn secret_value(
+    material: &Material,
+    content_type: &str,
+    exportable: bool,
+) -> Result<Zeroizing<String>, ()> {
     if content_type == CONTENT_TYPE_PEM {
-        let mut blocks = vec![pem::Pem::new("PRIVATE KEY", material.key.to_vec())];
+        let mut blocks = Vec::new();
+        if exportable {
+            blocks.push(pem::Pem::new("PRIVATE KEY", material.key.to_vec()));
+        }
         blocks.extend(
             material
                 .chain
@@ -232,7 +240,6 @@ pub fn secret_value(material: &Material, content_type: &str) -> Result<Zeroizing
         }
         return Ok(text);
     }
-    let key = p12_keystore::PrivateKey::from_der(&material.key).map_err(|_| ())?;
     let certs = material
         .chain
         .iter()
@@ -240,9 +247,16 @@ pub fn secret_value(material: &Material, content_type: &str) -> Result<Zeroizing
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ())?;
     let mut store = KeyStore::new();
-    // The service's PFX names its key with the local key id 01 00 00 00.
-    let chain = PrivateKeyChain::new(vec![1u8, 0, 0, 0], key, certs);
-    store.add_entry("1", KeyStoreEntry::PrivateKeyChain(chain));
+    if exportable {
+        let key = p12_keystore::PrivateKey::from_der(&material.key).map_err(|_| ())?;
+        // The service's PFX names its key with the local key id 01 00 00 00.
+        let chain = PrivateKeyChain::new(vec![1u8, 0, 0, 0], key, certs);
+        store.add_entry("1", KeyStoreEntry::PrivateKeyChain(chain));
+    } else {
+        for (i, cert) in certs.into_iter().enumerate() {
+            store.add_entry(&i.to_string(), KeyStoreEntry::Certificate(cert));
+        }
+    }
     let bytes = Zeroizing::new(
         store
             .writer("")
@@ -441,14 +455,14 @@ mod tests {
         let text = format!("{key}{cert}");
         let m = read_import(&text, None, true).expect("pem");
         assert_eq!(m.chain.len(), 1);
-        let pem_text = secret_value(&m, CONTENT_TYPE_PEM).expect("pem out");
+        let pem_text = secret_value(&m, CONTENT_TYPE_PEM, true).expect("pem out");
         assert!(pem_text.starts_with("-----BEGIN PRIVATE KEY-----\n"));
         assert!(pem_text.ends_with("-----END CERTIFICATE-----\n"));
         let again = read_import(&STANDARD.encode(pem_text.as_bytes()), None, true).expect("b64");
         assert_eq!(again.chain, m.chain);
         assert_eq!(*again.key, *m.key);
 
-        let pfx = secret_value(&m, CONTENT_TYPE_PKCS12).expect("pfx");
+        let pfx = secret_value(&m, CONTENT_TYPE_PKCS12, true).expect("pfx");
         let back = read_import(&pfx, None, false).expect("pfx back");
         assert_eq!(back.chain, m.chain);
         assert_eq!(*back.key, *m.key);

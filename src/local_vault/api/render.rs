@@ -5,7 +5,7 @@ use axum::response::Response;
 
 use super::json_response;
 use super::secrets::{encode_skiptoken, Paging};
-use crate::local_vault::store::{DeletedRecord, SecretRecord};
+use crate::local_vault::store::{DeletedRecord, SecretRecord, VersionRecord};
 use crate::local_vault::Shared;
 use crate::vault::model::{
     DeletedSecretBundle, DeletedSecretItem, ListPage, SecretAttributes, SecretBundle, SecretItem,
@@ -22,7 +22,10 @@ impl Render<'_> {
     }
 
     pub(super) fn attributes(&self, rec: &SecretRecord) -> SecretAttributes {
-        let v = &rec.version;
+        self.version_attributes(&rec.version)
+    }
+
+    pub(super) fn version_attributes(&self, v: &VersionRecord) -> SecretAttributes {
         let (level, days) = self.st.recovery_level();
         SecretAttributes {
             enabled: Some(v.enabled),
