@@ -10,8 +10,7 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use p12_keystore::{
-    EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, Pkcs12ImportPolicy,
-    PrivateKeyChain,
+    EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, Pkcs12ImportPolicy, PrivateKeyChain,
 };
 use pkcs8::der::{Decode, Encode};
 use zeroize::Zeroizing;
@@ -93,9 +92,7 @@ pub fn read_import(
 fn read_pkcs12(bytes: &[u8], password: &str) -> Result<Material, MaterialError> {
     let store = KeyStore::from_pkcs12(bytes, password, Pkcs12ImportPolicy::Strict)
         .map_err(|_| MaterialError::Pkcs12)?;
-    let (_, chain) = store
-        .private_key_chain()
-        .ok_or(MaterialError::Pkcs12)?;
+    let (_, chain) = store.private_key_chain().ok_or(MaterialError::Pkcs12)?;
     let material = Material {
         key: Zeroizing::new(chain.key().as_der().to_vec()),
         chain: chain.certs().iter().map(|c| c.as_der().to_vec()).collect(),
@@ -149,10 +146,7 @@ fn encrypted_pem_key(
     password: Option<&str>,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, MaterialError> {
     let blocks = pem::parse_many(text).map_err(|_| MaterialError::Pem)?;
-    let Some(block) = blocks
-        .iter()
-        .find(|b| b.tag() == "ENCRYPTED PRIVATE KEY")
-    else {
+    let Some(block) = blocks.iter().find(|b| b.tag() == "ENCRYPTED PRIVATE KEY") else {
         return Ok(None);
     };
     let info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(block.contents())
@@ -422,9 +416,8 @@ pub fn validity_months(not_before: i64, not_after: i64) -> i64 {
     if b <= a {
         return 0;
     }
-    let mut months =
-        (i64::from(b.year()) - i64::from(a.year())) * 12 + i64::from(b.month() as u8)
-            - i64::from(a.month() as u8);
+    let mut months = (i64::from(b.year()) - i64::from(a.year())) * 12 + i64::from(b.month() as u8)
+        - i64::from(a.month() as u8);
     let rest = |t: OffsetDateTime| (t.day(), t.hour(), t.minute(), t.second());
     if rest(b) > rest(a) {
         months += 1;

@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, Kind};
 
 mod certificates;
-pub use certificates::{CertificateRecord, DeletedCertificateRecord, NewCertificate};
 use crate::secret_value::SecretValue;
 use crate::vault::model::Tags;
+pub use certificates::{CertificateRecord, DeletedCertificateRecord, NewCertificate};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use super::json_response;
 use super::render::Render;
 use super::secrets::{blocking, check_tags, read_json, Paging};
-use super::json_response;
 use crate::local_vault::error::ApiError;
 use crate::local_vault::pki::{self, CONTENT_TYPE_PEM, CONTENT_TYPE_PKCS12};
 use crate::local_vault::store::{
@@ -113,9 +113,7 @@ pub fn classify(m: &Method, segs: &[&str]) -> Option<Option<CertOp>> {
             Method::DELETE if segs.len() == 2 => Some(CertOp::Delete(s(name))),
             _ => None,
         },
-        ["certificates", name, "import"] => {
-            (m == Method::POST).then(|| CertOp::Import(s(name)))
-        }
+        ["certificates", name, "import"] => (m == Method::POST).then(|| CertOp::Import(s(name))),
         ["certificates", _, "create"] => (m == Method::POST).then_some(CertOp::Unsupported(
             "creating certificates from a policy (POST /certificates/{name}/create)",
         )),
@@ -138,9 +136,7 @@ pub fn classify(m: &Method, segs: &[&str]) -> Option<Option<CertOp>> {
             Method::PATCH => Some(CertOp::Update(s(name), Some(s(version)))),
             _ => None,
         },
-        ["deletedcertificates"] | ["deletedcertificates", ""] => {
-            get.then_some(CertOp::ListDeleted)
-        }
+        ["deletedcertificates"] | ["deletedcertificates", ""] => get.then_some(CertOp::ListDeleted),
         ["deletedcertificates", name] | ["deletedcertificates", name, ""] => match *m {
             Method::GET => Some(CertOp::GetDeleted(s(name))),
             Method::DELETE => Some(CertOp::Purge(s(name))),
@@ -187,7 +183,10 @@ pub(super) async fn handle(
         CertOp::GetPolicy(name) => {
             let asked = name.clone();
             let policy = blocking(st, move |s| s.certificate_policy(&name, now)).await?;
-            Ok(json_response(StatusCode::OK, &with_policy_id(r, &asked, policy)))
+            Ok(json_response(
+                StatusCode::OK,
+                &with_policy_id(r, &asked, policy),
+            ))
         }
         CertOp::Update(name, version) => {
             let params: CertificateUpdateParameters = read_json(req).await?;
@@ -224,8 +223,10 @@ pub(super) async fn handle(
             let page = Paging::parse(pairs)?;
             let after = page.after.clone();
             let size = st.page_size(page.size);
-            let (recs, next) =
-                blocking(st, move |s| s.list_certificates(after.as_deref(), size, now)).await?;
+            let (recs, next) = blocking(st, move |s| {
+                s.list_certificates(after.as_deref(), size, now)
+            })
+            .await?;
             let items: Vec<_> = recs.iter().map(|rec| item(r, rec, false)).collect();
             Ok(r.list_page(items, next, "/certificates", api_version, &page))
         }
@@ -314,9 +315,11 @@ fn read_import(p: CertificateImportParameters, now: Now) -> Result<NewCertificat
         pem,
     )
     .map_err(|e| ApiError::bad_parameter(e.message()))?;
-    let leaf = material.chain.first().cloned().ok_or_else(|| {
-        ApiError::bad_parameter(pki::MaterialError::Pkcs12.message())
-    })?;
+    let leaf = material
+        .chain
+        .first()
+        .cloned()
+        .ok_or_else(|| ApiError::bad_parameter(pki::MaterialError::Pkcs12.message()))?;
     let facts = pki::leaf_facts(&leaf).ok_or_else(|| {
         ApiError::bad_parameter(if pem {
             pki::MaterialError::Pem.message()

@@ -181,7 +181,9 @@ pub fn classify(method: &Method, path: &str) -> Route {
     let vault = |op: VaultOp| Route::Vault(op);
     let s = |x: &str| x.to_owned();
     if let Some(op) = certificates::classify(m, &segs) {
-        return op.map_or(Route::MethodNotAllowed, |op| vault(VaultOp::Certificate(op)));
+        return op.map_or(Route::MethodNotAllowed, |op| {
+            vault(VaultOp::Certificate(op))
+        });
     }
     match segs.as_slice() {
         ["_akvfs", rest @ ..] => Route::Admin(rest.join("/")),

@@ -51,9 +51,9 @@ impl Render<'_> {
             attributes: Some(self.attributes(rec)),
             tags: rec.version.tags.clone(),
             // A certificate's secret names the key backing the certificate, as the service's.
-            kid: rec.managed.then(|| {
-                format!("{}/keys/{}/{}", self.base(), rec.name, rec.version.version)
-            }),
+            kid: rec
+                .managed
+                .then(|| format!("{}/keys/{}/{}", self.base(), rec.name, rec.version.version)),
             managed: rec.managed.then_some(true),
         }
     }

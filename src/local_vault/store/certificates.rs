@@ -40,7 +40,10 @@ pub struct DeletedCertificateRecord {
 impl Store {
     fn cer_of(conn: &Connection, key: &str, version: &str) -> Result<Vec<u8>, ApiError> {
         conn.prepare_cached("SELECT cer FROM certificate_versions WHERE key = ?1 AND version = ?2")
-            .and_then(|mut stmt| stmt.query_row(params![key, version], |r| r.get(0)).optional())
+            .and_then(|mut stmt| {
+                stmt.query_row(params![key, version], |r| r.get(0))
+                    .optional()
+            })
             .map_err(db_err)?
             .ok_or_else(|| ApiError::internal("A certificate version has no certificate."))
     }
