@@ -1,5 +1,5 @@
-//! Runs tests/sdk (the official azure-keyvault-secrets + azure-identity, issue 3's conformance
-//! suite) against in-process local vaults: one with `strict_api_version` on and a 300 ms
+//! Runs tests/sdk (the official azure-keyvault-secrets, azure-keyvault-certificates and
+//! azure-identity: issue 3's conformance suite, issue 14's certificates) against in-process local vaults: one with `strict_api_version` on and a 300 ms
 //! deletion delay, one with soft delete off. Needs `.venv` from `scripts/python-venv`; without it
 //! the test says so and passes, except under `scripts/test`, which creates the venv and sets
 //! AKVFS_REQUIRE_PYTHON_SDK.

@@ -5,6 +5,23 @@ use axum::http::StatusCode;
 
 use crate::vault::model::MAX_SECRET_VALUE_CHARS;
 
+/// Which object family an error speaks of: the service words its texts (and codes) by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Secret,
+    Certificate,
+}
+
+impl Kind {
+    /// (`Code`NotFound code, lower-case word, capitalized word)
+    fn words(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Kind::Secret => ("SecretNotFound", "secret", "Secret"),
+            Kind::Certificate => ("CertificateNotFound", "certificate", "Certificate"),
+        }
+    }
+}
+
 /// An error answer of the data plane. Built by the store and the handlers, rendered in `api`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -56,40 +73,53 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
     }
 
-    /// `GET /secrets/{name}`, `PATCH`, `DELETE /secrets/{name}`, backup of an unknown name.
-    pub fn secret_not_found(name: &str) -> Self {
+    /// An unknown name, worded for its kind (`CertificateNotFound` for certificates).
+    pub fn not_found(kind: Kind, name: &str) -> Self {
+        let (code, word, _) = kind.words();
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "SecretNotFound",
+            code,
             format!(
-                "A secret with (name/id) {name} was not found in this key vault. If you recently \
-                 deleted this secret you may be able to recover it using the correct recovery \
+                "A {word} with (name/id) {name} was not found in this key vault. If you recently \
+                 deleted this {word} you may be able to recover it using the correct recovery \
                  command. For help resolving this issue, please see \
                  https://go.microsoft.com/fwlink/?linkid=2125182"
             ),
         )
     }
 
-    /// A known name with an unknown version.
-    pub fn version_not_found(name: &str, version: &str) -> Self {
+    /// "Deleted Secret not found: NAME", "Deleted Certificate not found: NAME".
+    pub fn deleted_not_found_of(kind: Kind, name: &str) -> Self {
+        let (code, _, word) = kind.words();
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "SecretNotFound",
+            code,
+            format!("Deleted {word} not found: {name}"),
+        )
+    }
+
+    /// A write through the secrets API to the secret backing a certificate. The service refuses
+    /// these; its exact status and text are unconfirmed (no recording shows one).
+    pub fn managed_secret(operation: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
             format!(
-                "A secret with (name/id) {name}/{version} was not found in this key vault. If you \
-                 recently deleted this secret you may be able to recover it using the correct \
-                 recovery command. For help resolving this issue, please see \
-                 https://go.microsoft.com/fwlink/?linkid=2125182"
+                "Operation {operation} is not allowed on a managed secret: it backs a \
+                 certificate; change it through the certificate."
             ),
         )
     }
 
-    /// `GET`/`DELETE /deletedsecrets/{name}`, recover.
-    pub fn deleted_not_found(name: &str) -> Self {
+    /// An operation of the certificates API the local vault does not implement.
+    pub fn not_implemented(what: &str) -> Self {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "SecretNotFound",
-            format!("Deleted Secret not found: {name}"),
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            format!(
+                "The local vault does not implement {what}; import a certificate instead \
+                 (POST /certificates/{{name}}/import)."
+            ),
         )
     }
 
@@ -102,12 +132,13 @@ impl ApiError {
         .with_inner("SecretDisabled")
     }
 
-    pub fn forbidden_by_policy(permission: &str, client_id: &str) -> Self {
+    pub fn forbidden_by_policy_of(kind: Kind, permission: &str, client_id: &str) -> Self {
+        let (_, word, _) = kind.words();
         ApiError::new(
             StatusCode::FORBIDDEN,
             "Forbidden",
             format!(
-                "The user, group or application 'appid={client_id}' does not have secrets \
+                "The user, group or application 'appid={client_id}' does not have {word}s \
                  {permission} permission on key vault 'local-vault'. For help resolving this \
                  issue, please see https://go.microsoft.com/fwlink/?linkid=2125287"
             ),
@@ -116,31 +147,42 @@ impl ApiError {
     }
 
     pub fn deleted_but_recoverable(name: &str) -> Self {
+        ApiError::deleted_but_recoverable_of(Kind::Secret, name)
+    }
+
+    pub fn deleted_but_recoverable_of(kind: Kind, name: &str) -> Self {
+        let (_, word, cap) = kind.words();
         ApiError::new(
             StatusCode::CONFLICT,
             "Conflict",
             format!(
-                "Secret {name} is currently in a deleted but recoverable state, and its name \
-                 cannot be reused; in this state, the secret can only be recovered or purged."
+                "{cap} {name} is currently in a deleted but recoverable state, and its name \
+                 cannot be reused; in this state, the {word} can only be recovered or purged."
             ),
         )
         .with_inner("ObjectIsDeletedButRecoverable")
     }
 
     pub fn being_deleted(name: &str) -> Self {
+        ApiError::being_deleted_of(Kind::Secret, name)
+    }
+
+    pub fn being_deleted_of(kind: Kind, name: &str) -> Self {
+        let (_, _, cap) = kind.words();
         ApiError::new(
             StatusCode::CONFLICT,
             "Conflict",
-            format!("Secret {name} is currently being deleted."),
+            format!("{cap} {name} is currently being deleted."),
         )
         .with_inner("ObjectIsBeingDeleted")
     }
 
-    pub fn being_recovered(name: &str) -> Self {
+    pub fn being_recovered_of(kind: Kind, name: &str) -> Self {
+        let (_, _, cap) = kind.words();
         ApiError::new(
             StatusCode::CONFLICT,
             "Conflict",
-            format!("Secret {name} is currently being recovered."),
+            format!("{cap} {name} is currently being recovered."),
         )
         .with_inner("ObjectIsBeingRecovered")
     }

@@ -8,7 +8,8 @@
 //! Files: `server` (start-up, shared state, shutdown), `api/` (HTTP surface: dispatch, data
 //! plane, wire JSON, backup blobs, token issuance, admin endpoints), `store` (SQLite state), `auth` (JWTs, challenge resource), `tls` (local CA
 //! and leaf), `control` (clock, counters, faults, throttling), `admin` (admin types and client),
-//! `env` (the `DIR/env` file), `files` (explicit file modes, the private data directory).
+//! `env` (the `DIR/env` file), `files` (explicit file modes, the private data directory), `pki`
+//! (certificate material: PKCS#12 and PEM read and written, X.509 facts).
 //!
 //! Decisions where the service leaves room (each pinned by a test):
 //! - Challenge `resource`: the parent domain of the request's host when it has one (as Azure),
@@ -36,6 +37,10 @@
 //!   of the data directory that made it; anything else is the service's corrupt-blob 400.
 //! - List pages are full (25, or `maxresults`) so call counts are predictable; the admin
 //!   `paging` control makes them short like the service's sometimes are.
+//! - Certificates share the secrets' names, versions and soft delete (a certificate is its backing
+//!   secret plus a policy and a leaf per version); the secrets API reads a certificate's secret
+//!   (`managed`, `kid`) but refuses to set, update, delete or back it up (403, text unconfirmed),
+//!   and a deleted certificate is not a deleted secret. Principals' permissions cover both.
 //! - One vault per data dir: a second start on the same `DIR` fails (flock on `DIR/lock`) rather
 //!   than overwrite `DIR/env` under the first one's clients.
 
@@ -46,6 +51,7 @@ mod control;
 mod env;
 mod error;
 mod files;
+mod pki;
 mod server;
 mod store;
 mod tls;

@@ -13,6 +13,12 @@
 //! A later set with another spelling adds a version to the same secret and keeps the first
 //! spelling (ids and listings keep showing it), like a case-insensitive file system keeps a
 //! file's name when it is written through another spelling.
+//!
+//! Certificates (`certificates`): a certificate is a name of the `secrets` table with a row in
+//! `certificates` (its policy) and one in `certificate_versions` per version (the leaf's DER);
+//! the version's secret value is the backing secret (PFX or PEM), its attributes and tags are
+//! the certificate's. So a certificate and its backing secret share one life (delete, recover,
+//! purge) and one version id, as in the service, and the secrets API refuses to change it.
 
 use std::path::Path;
 
@@ -21,9 +27,12 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, Kind};
+
+mod certificates;
 use crate::secret_value::SecretValue;
 use crate::vault::model::Tags;
+pub use certificates::{CertificateRecord, DeletedCertificateRecord, NewCertificate};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +61,12 @@ CREATE TABLE IF NOT EXISTS versions(
     PRIMARY KEY (key, version));
 CREATE INDEX IF NOT EXISTS versions_by_seq ON versions(key, seq);
 CREATE INDEX IF NOT EXISTS secrets_by_state ON secrets(state, key);
+CREATE TABLE IF NOT EXISTS certificates(key TEXT PRIMARY KEY, policy TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS certificate_versions(
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    cer BLOB NOT NULL,
+    PRIMARY KEY (key, version));
 ";
 
 /// One stored version of a secret.
@@ -73,6 +88,8 @@ pub struct VersionRecord {
 pub struct SecretRecord {
     pub name: String,
     pub version: VersionRecord,
+    /// The secret backs a certificate (`managed: true`, with a `kid`).
+    pub managed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -250,6 +267,15 @@ impl Store {
     // ---- helpers ------------------------------------------------------------------------------
 
     fn sweep_expired(tx: &Transaction<'_>, now: Now) -> Result<(), rusqlite::Error> {
+        for table in ["certificate_versions", "certificates"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE key IN (SELECT key FROM secrets \
+                     WHERE state = 'deleted' AND scheduled_purge <= ?1)"
+                ),
+                [now.secs()],
+            )?;
+        }
         tx.execute(
             "DELETE FROM versions WHERE key IN (SELECT key FROM secrets \
              WHERE state = 'deleted' AND scheduled_purge <= ?1)",
@@ -389,6 +415,32 @@ impl Store {
         new: NewVersion,
         now: Now,
     ) -> Result<SecretRecord, ApiError> {
+        let (key, display) = Self::writable(tx, name, now, Kind::Secret)?;
+        let version = Self::add_version(tx, &key, new, now)?;
+        Ok(SecretRecord {
+            name: display,
+            version,
+            managed: false,
+        })
+    }
+
+    /// Whether the folded name is a certificate's (its secret is managed).
+    fn is_certificate(conn: &Connection, key: &str) -> Result<bool, ApiError> {
+        conn.prepare_cached("SELECT 1 FROM certificates WHERE key = ?1")
+            .and_then(|mut stmt| stmt.exists([key]))
+            .map_err(db_err)
+    }
+
+    /// The folded key and display name a new version of `kind` goes to, creating the name when
+    /// it is new; the service's 409s while it is deleted or on its way, and a refusal when the
+    /// name holds the other kind (a secret set on a certificate's secret, or an import over a
+    /// plain secret).
+    fn writable(
+        tx: &Transaction<'_>,
+        name: &str,
+        now: Now,
+        kind: Kind,
+    ) -> Result<(String, String), ApiError> {
         let key = fold(name);
         let display = match Self::state(tx, &key, now).map_err(db_err)? {
             None => {
@@ -398,23 +450,44 @@ impl Store {
                     params![key, name],
                 )
                 .map_err(db_err)?;
-                name.to_owned()
+                return Ok((key, name.to_owned()));
             }
             Some((display, State::Live { ready: true })) => display,
             Some((display, State::Live { ready: false })) => {
-                return Err(ApiError::being_recovered(&display))
+                return Err(ApiError::being_recovered_of(kind, &display))
             }
             Some((display, State::Deleted { ready: false })) => {
-                return Err(ApiError::being_deleted(&display))
+                return Err(ApiError::being_deleted_of(kind, &display))
             }
             Some((display, State::Deleted { ready: true })) => {
-                return Err(ApiError::deleted_but_recoverable(&display))
+                return Err(ApiError::deleted_but_recoverable_of(kind, &display))
             }
         };
+        match (kind, Self::is_certificate(tx, &key)?) {
+            (Kind::Secret, true) => Err(ApiError::managed_secret("set")),
+            (Kind::Certificate, false) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "A secret with the name {display} already exists; a certificate cannot take \
+                     the name of a secret."
+                ),
+            )),
+            _ => Ok((key, display)),
+        }
+    }
+
+    /// Appends a version to a writable name (see [`Store::writable`]).
+    fn add_version(
+        tx: &Transaction<'_>,
+        key: &str,
+        new: NewVersion,
+        now: Now,
+    ) -> Result<VersionRecord, ApiError> {
         let seq: i64 = tx
             .query_row(
                 "UPDATE secrets SET next_seq = next_seq + 1 WHERE key = ?1 RETURNING next_seq",
-                [&key],
+                [key],
                 |r| r.get(0),
             )
             .map_err(db_err)?;
@@ -429,18 +502,48 @@ impl Store {
             created: now.secs(),
             updated: now.secs(),
         };
-        Self::insert_version(tx, &key, seq, &record).map_err(db_err)?;
-        Ok(SecretRecord {
-            name: display,
-            version: record,
-        })
+        Self::insert_version(tx, key, seq, &record).map_err(db_err)?;
+        Ok(record)
     }
 
-    /// A live, visible secret's display name, or the service's 404.
-    fn live_name(conn: &Connection, name: &str, now: Now) -> Result<String, ApiError> {
-        match Self::state(conn, &fold(name), now).map_err(db_err)? {
-            Some((display, State::Live { ready: true })) => Ok(display),
-            _ => Err(ApiError::secret_not_found(name)),
+    /// A live, visible name's display spelling and whether it is a certificate's, or the
+    /// service's 404 for `kind` (a plain secret is no certificate; a certificate's secret is a
+    /// secret).
+    fn live_name(
+        conn: &Connection,
+        name: &str,
+        now: Now,
+        kind: Kind,
+    ) -> Result<(String, bool), ApiError> {
+        let key = fold(name);
+        match Self::state(conn, &key, now).map_err(db_err)? {
+            Some((display, State::Live { ready: true })) => {
+                let managed = Self::is_certificate(conn, &key)?;
+                if kind == Kind::Certificate && !managed {
+                    return Err(ApiError::not_found(kind, name));
+                }
+                Ok((display, managed))
+            }
+            _ => Err(ApiError::not_found(kind, name)),
+        }
+    }
+
+    /// One version (`None` = the latest) of a live name, or the 404s of `kind`.
+    fn version_of(
+        conn: &Connection,
+        name: &str,
+        version: Option<&str>,
+        kind: Kind,
+    ) -> Result<VersionRecord, ApiError> {
+        let key = fold(name);
+        let record = match version {
+            None => Self::latest(conn, &key).map_err(db_err)?,
+            Some(v) => Self::one_version(conn, &key, v).map_err(db_err)?,
+        };
+        match (record, version) {
+            (Some(v), _) => Ok(v),
+            (None, Some(v)) => Err(ApiError::not_found(kind, &format!("{name}/{v}"))),
+            (None, None) => Err(ApiError::not_found(kind, name)),
         }
     }
 
@@ -451,21 +554,24 @@ impl Store {
         version: Option<&str>,
         now: Now,
     ) -> Result<SecretRecord, ApiError> {
+        self.get_of(name, version, now, Kind::Secret)
+    }
+
+    fn get_of(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        now: Now,
+        kind: Kind,
+    ) -> Result<SecretRecord, ApiError> {
         let conn = self.conn.lock();
-        let display = Self::live_name(&conn, name, now)?;
-        let key = fold(name);
-        let record = match version {
-            None => Self::latest(&conn, &key).map_err(db_err)?,
-            Some(v) => Self::one_version(&conn, &key, v).map_err(db_err)?,
-        };
-        match (record, version) {
-            (Some(version), _) => Ok(SecretRecord {
-                name: display,
-                version,
-            }),
-            (None, Some(v)) => Err(ApiError::version_not_found(name, v)),
-            (None, None) => Err(ApiError::secret_not_found(name)),
-        }
+        let (display, managed) = Self::live_name(&conn, name, now, kind)?;
+        let version = Self::version_of(&conn, name, version, kind)?;
+        Ok(SecretRecord {
+            name: display,
+            version,
+            managed,
+        })
     }
 
     /// `PATCH /secrets/{name}/{version}`: changes attributes, no new version.
@@ -476,19 +582,25 @@ impl Store {
         change: VersionUpdate,
         now: Now,
     ) -> Result<SecretRecord, ApiError> {
+        self.update_of(name, version, change, now, Kind::Secret)
+    }
+
+    fn update_of(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        change: VersionUpdate,
+        now: Now,
+        kind: Kind,
+    ) -> Result<SecretRecord, ApiError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
-        let display = Self::live_name(&tx, name, now)?;
+        let (display, managed) = Self::live_name(&tx, name, now, kind)?;
+        if kind == Kind::Secret && managed {
+            return Err(ApiError::managed_secret("update"));
+        }
         let key = fold(name);
-        let current = match version {
-            None => Self::latest(&tx, &key).map_err(db_err)?,
-            Some(v) => Self::one_version(&tx, &key, v).map_err(db_err)?,
-        };
-        let mut v = match (current, version) {
-            (Some(v), _) => v,
-            (None, Some(ver)) => return Err(ApiError::version_not_found(name, ver)),
-            (None, None) => return Err(ApiError::secret_not_found(name)),
-        };
+        let mut v = Self::version_of(&tx, name, version, kind)?;
         if let Some(ct) = change.content_type {
             v.content_type = Some(ct);
         }
@@ -524,6 +636,7 @@ impl Store {
         Ok(SecretRecord {
             name: display,
             version: v,
+            managed,
         })
     }
 
@@ -535,14 +648,27 @@ impl Store {
         soft: Option<(i64, i64)>, // (delay_ms, recoverable_days)
         now: Now,
     ) -> Result<DeletedRecord, ApiError> {
+        self.delete_of(name, soft, now, Kind::Secret)
+    }
+
+    fn delete_of(
+        &self,
+        name: &str,
+        soft: Option<(i64, i64)>,
+        now: Now,
+        kind: Kind,
+    ) -> Result<DeletedRecord, ApiError> {
         let key = fold(name);
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
-        let display = Self::live_name(&tx, name, now)?;
+        let (display, managed) = Self::live_name(&tx, name, now, kind)?;
+        if kind == Kind::Secret && managed {
+            return Err(ApiError::managed_secret("delete"));
+        }
         let latest = Self::latest(&tx, &key)
             .map_err(db_err)?
-            .ok_or_else(|| ApiError::secret_not_found(name))?;
+            .ok_or_else(|| ApiError::not_found(kind, name))?;
         let record = match soft {
             Some((delay_ms, days)) => {
                 let scheduled = now.secs() + days * 86_400;
@@ -576,10 +702,19 @@ impl Store {
     fn remove(tx: &Connection, key: &str) -> Result<(), rusqlite::Error> {
         tx.execute("DELETE FROM versions WHERE key = ?1", [key])?;
         tx.execute("DELETE FROM secrets WHERE key = ?1", [key])?;
+        tx.execute("DELETE FROM certificate_versions WHERE key = ?1", [key])?;
+        tx.execute("DELETE FROM certificates WHERE key = ?1", [key])?;
         Ok(())
     }
 
-    fn deleted_record(conn: &Connection, name: &str, now: Now) -> Result<DeletedRecord, ApiError> {
+    /// A completed deletion of `kind`: a deleted certificate is no deleted secret (the
+    /// `deletedsecrets` calls do not see it) and a deleted secret no deleted certificate.
+    fn deleted_record(
+        conn: &Connection,
+        name: &str,
+        now: Now,
+        kind: Kind,
+    ) -> Result<DeletedRecord, ApiError> {
         let key = fold(name);
         let row: Option<(String, i64, i64, i64)> = conn
             .query_row(
@@ -590,11 +725,14 @@ impl Store {
             )
             .optional()
             .map_err(db_err)?;
+        let of_kind = (kind == Kind::Certificate) == Self::is_certificate(conn, &key)?;
         match row {
-            Some((display, ready_at, deleted_date, scheduled_purge)) if ready_at <= now.ms => {
+            Some((display, ready_at, deleted_date, scheduled_purge))
+                if ready_at <= now.ms && of_kind =>
+            {
                 let version = Self::latest(conn, &key)
                     .map_err(db_err)?
-                    .ok_or_else(|| ApiError::deleted_not_found(name))?;
+                    .ok_or_else(|| ApiError::deleted_not_found_of(kind, name))?;
                 Ok(DeletedRecord {
                     name: display,
                     version,
@@ -602,26 +740,34 @@ impl Store {
                     scheduled_purge,
                 })
             }
-            _ => Err(ApiError::deleted_not_found(name)),
+            _ => Err(ApiError::deleted_not_found_of(kind, name)),
         }
     }
 
     /// `GET /deletedsecrets/{name}`: 404 until the deletion has completed.
     pub fn get_deleted(&self, name: &str, now: Now) -> Result<DeletedRecord, ApiError> {
+        self.get_deleted_of(name, now, Kind::Secret)
+    }
+
+    fn get_deleted_of(&self, name: &str, now: Now, kind: Kind) -> Result<DeletedRecord, ApiError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
-        let record = Self::deleted_record(&tx, name, now)?;
+        let record = Self::deleted_record(&tx, name, now, kind)?;
         tx.commit().map_err(db_err)?;
         Ok(record)
     }
 
     /// `DELETE /deletedsecrets/{name}`: gone for good.
     pub fn purge(&self, name: &str, now: Now) -> Result<(), ApiError> {
+        self.purge_of(name, now, Kind::Secret)
+    }
+
+    fn purge_of(&self, name: &str, now: Now, kind: Kind) -> Result<(), ApiError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
-        Self::deleted_record(&tx, name, now)?;
+        Self::deleted_record(&tx, name, now, kind)?;
         Self::remove(&tx, &fold(name)).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(())
@@ -629,10 +775,20 @@ impl Store {
 
     /// `POST /deletedsecrets/{name}/recover`: live again from `now + delay_ms`.
     pub fn recover(&self, name: &str, delay_ms: i64, now: Now) -> Result<SecretRecord, ApiError> {
+        self.recover_of(name, delay_ms, now, Kind::Secret)
+    }
+
+    fn recover_of(
+        &self,
+        name: &str,
+        delay_ms: i64,
+        now: Now,
+        kind: Kind,
+    ) -> Result<SecretRecord, ApiError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
-        let record = Self::deleted_record(&tx, name, now)?;
+        let record = Self::deleted_record(&tx, name, now, kind)?;
         tx.execute(
             "UPDATE secrets SET state = 'live', ready_at = ?2, deleted_date = NULL, \
              scheduled_purge = NULL WHERE key = ?1",
@@ -643,37 +799,61 @@ impl Store {
         Ok(SecretRecord {
             name: record.name,
             version: record.version,
+            managed: kind == Kind::Certificate,
         })
     }
 
-    /// `GET /secrets`: live secrets after `after` (a folded key), sorted case-insensitively.
-    /// Returns up to `limit`, and the key to continue after when more follow.
+    /// `GET /secrets`: live secrets after `after` (a folded key), sorted case-insensitively,
+    /// certificates' secrets included (`managed`). Returns up to `limit`, and the key to
+    /// continue after when more follow.
     pub fn list(
         &self,
         after: Option<&str>,
         limit: usize,
         now: Now,
     ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
+        self.list_of(after, limit, now, Kind::Secret)
+    }
+
+    /// Certificates only for [`Kind::Certificate`]; every live name for [`Kind::Secret`].
+    fn list_of(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: Now,
+        kind: Kind,
+    ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
         let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT s.key, s.name FROM secrets s WHERE s.state = 'live' AND s.ready_at <= ?1 \
-                 AND s.key > ?2 ORDER BY s.key LIMIT ?3",
-            )
-            .map_err(db_err)?;
-        let rows: Vec<(String, String)> = stmt
+        let sql = match kind {
+            Kind::Secret => {
+                "SELECT s.key, s.name, c.key IS NOT NULL FROM secrets s \
+                 LEFT JOIN certificates c ON c.key = s.key WHERE s.state = 'live' \
+                 AND s.ready_at <= ?1 AND s.key > ?2 ORDER BY s.key LIMIT ?3"
+            }
+            Kind::Certificate => {
+                "SELECT s.key, s.name, 1 FROM secrets s JOIN certificates c ON c.key = s.key \
+                 WHERE s.state = 'live' AND s.ready_at <= ?1 AND s.key > ?2 \
+                 ORDER BY s.key LIMIT ?3"
+            }
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+        let rows: Vec<(String, String, bool)> = stmt
             .query_map(
                 params![now.ms, after.unwrap_or(""), limit as i64 + 1],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(db_err)?
             .collect::<Result<_, _>>()
             .map_err(db_err)?;
-        let next = continuation(&rows, limit, |(key, _)| key.clone());
+        let next = continuation(&rows, limit, |(key, ..)| key.clone());
         let mut out = Vec::with_capacity(rows.len().min(limit));
-        for (key, name) in rows.into_iter().take(limit) {
+        for (key, name, managed) in rows.into_iter().take(limit) {
             if let Some(version) = Self::latest(&conn, &key).map_err(db_err)? {
-                out.push(SecretRecord { name, version });
+                out.push(SecretRecord {
+                    name,
+                    version,
+                    managed,
+                });
             }
         }
         Ok((out, next))
@@ -687,12 +867,24 @@ impl Store {
         limit: usize,
         now: Now,
     ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
+        self.list_versions_of(name, after, limit, now, Kind::Secret)
+    }
+
+    fn list_versions_of(
+        &self,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: Now,
+        kind: Kind,
+    ) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
         let conn = self.conn.lock();
         let key = fold(name);
         // The service answers an empty list for an unknown name; so do we.
-        let display = match Self::state(&conn, &key, now).map_err(db_err)? {
-            Some((display, State::Live { ready: true })) => display,
-            _ => return Ok((Vec::new(), None)),
+        let (display, managed) = match Self::live_name(&conn, name, now, kind) {
+            Ok(found) => found,
+            Err(e) if e.status == StatusCode::NOT_FOUND => return Ok((Vec::new(), None)),
+            Err(e) => return Err(e),
         };
         let mut stmt = conn
             .prepare_cached(concat!(
@@ -716,29 +908,48 @@ impl Store {
                 .map(|version| SecretRecord {
                     name: display.clone(),
                     version,
+                    managed,
                 })
                 .collect(),
             next,
         ))
     }
 
-    /// `GET /deletedsecrets`: completed deletions after `after`.
+    /// `GET /deletedsecrets`: completed deletions after `after` (deleted certificates are not
+    /// deleted secrets).
     pub fn list_deleted(
         &self,
         after: Option<&str>,
         limit: usize,
         now: Now,
     ) -> Result<(Vec<DeletedRecord>, Option<String>), ApiError> {
+        self.list_deleted_of(after, limit, now, Kind::Secret)
+    }
+
+    fn list_deleted_of(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: Now,
+        kind: Kind,
+    ) -> Result<(Vec<DeletedRecord>, Option<String>), ApiError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(db_err)?;
         Self::sweep_expired(&tx, now).map_err(db_err)?;
+        let sql = match kind {
+            Kind::Secret => {
+                "SELECT key, name, deleted_date, scheduled_purge FROM secrets \
+                 WHERE state = 'deleted' AND ready_at <= ?1 AND key > ?2 \
+                 AND key NOT IN (SELECT key FROM certificates) ORDER BY key LIMIT ?3"
+            }
+            Kind::Certificate => {
+                "SELECT key, name, deleted_date, scheduled_purge FROM secrets \
+                 WHERE state = 'deleted' AND ready_at <= ?1 AND key > ?2 \
+                 AND key IN (SELECT key FROM certificates) ORDER BY key LIMIT ?3"
+            }
+        };
         let rows: Vec<(String, String, i64, i64)> = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT key, name, deleted_date, scheduled_purge FROM secrets \
-                     WHERE state = 'deleted' AND ready_at <= ?1 AND key > ?2 ORDER BY key LIMIT ?3",
-                )
-                .map_err(db_err)?;
+            let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
             let rows = stmt
                 .query_map(
                     params![now.ms, after.unwrap_or(""), limit as i64 + 1],
@@ -768,7 +979,12 @@ impl Store {
     /// All versions of a live secret, for `POST /secrets/{name}/backup`.
     pub fn backup(&self, name: &str, now: Now) -> Result<BackupData, ApiError> {
         let conn = self.conn.lock();
-        let display = Self::live_name(&conn, name, now)?;
+        let (display, managed) = Self::live_name(&conn, name, now, Kind::Secret)?;
+        if managed {
+            // A certificate's secret travels with its certificate (certificate backups are not
+            // served): a restored copy would be a plain secret holding a certificate's key.
+            return Err(ApiError::managed_secret("backup"));
+        }
         let mut stmt = conn
             .prepare_cached(concat!(
                 "SELECT ",
@@ -825,14 +1041,18 @@ impl Store {
         Ok(SecretRecord {
             name: data.name,
             version: latest,
+            managed: false,
         })
     }
 
-    /// Wipes every secret, live and deleted (`POST /_akvfs/reset`).
+    /// Wipes every secret and certificate, live and deleted (`POST /_akvfs/reset`).
     pub fn reset(&self) -> Result<(), ApiError> {
         self.conn
             .lock()
-            .execute_batch("DELETE FROM versions; DELETE FROM secrets;")
+            .execute_batch(
+                "DELETE FROM versions; DELETE FROM secrets; DELETE FROM certificate_versions; \
+                 DELETE FROM certificates;",
+            )
             .map_err(db_err)
     }
 }

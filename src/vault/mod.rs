@@ -1,6 +1,7 @@
 //! Key Vault: wire model, errors, and the REST client. Knows nothing of files.
 
 pub mod auth;
+pub mod certificate_model;
 pub mod challenge;
 pub mod client;
 pub mod error;

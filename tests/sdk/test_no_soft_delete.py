@@ -9,9 +9,14 @@ from conftest import local_vault, sdk_client
 
 
 @pytest.fixture(scope="module")
-def client():
+def variables():
     with local_vault("AKVFS_LOCAL_VAULT_ENV_NO_SOFT_DELETE", ["--no-soft-delete"]) as variables:
-        yield sdk_client(variables)
+        yield variables
+
+
+@pytest.fixture(scope="module")
+def client(variables):
+    return sdk_client(variables)
 
 
 def test_delete_is_final_and_the_name_is_free_at_once(client):
@@ -27,3 +32,29 @@ def test_delete_is_final_and_the_name_is_free_at_once(client):
     with pytest.raises(ResourceNotFoundError):
         client.get_deleted_secret(name)
     assert client.set_secret(name, "again").value == "again"
+
+
+def test_certificate_delete_is_final_and_takes_its_secret(variables, client):
+    from azure.identity import DefaultAzureCredential
+    from azure.keyvault.certificates import CertificateClient
+    from test_certificates import make_cert, make_key, pfx
+
+    certs = CertificateClient(
+        vault_url=variables["AKVFS_VAULT_URL"],
+        credential=DefaultAzureCredential(),
+        verify_challenge_resource=False,
+    )
+    name = f"finalcert-{uuid.uuid4().hex[:8]}"
+    key = make_key("ec")
+    cert = make_cert(key, name)
+    imported = certs.import_certificate(name, pfx(key, cert))
+    assert imported.properties.recovery_level == "Purgeable"
+    poller = certs.begin_delete_certificate(name)
+    deleted = poller.result()
+    assert deleted.recovery_id is None
+    assert poller.done()
+    with pytest.raises(ResourceNotFoundError):
+        certs.get_certificate(name)
+    with pytest.raises(ResourceNotFoundError):
+        client.get_secret(name)
+    assert certs.import_certificate(name, pfx(key, cert)).name == name

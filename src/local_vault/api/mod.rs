@@ -7,12 +7,14 @@
 //! (`/secrets/{name}/` = latest) and the classification of every request, including ones that
 //! fail early, live in one place.
 //!
-//! Files: `secrets` (the data plane: auth pipeline, validation, paging), `render` (wire JSON),
+//! Files: `secrets` (the data plane: auth pipeline, validation, paging), `certificates` (the
+//! certificates data plane over the same pipeline), `render` (wire JSON),
 //! `backup` (backup blobs), `identity` (token issuance, OpenID metadata, managed identity),
 //! `admin` (the `/_akvfs/` test controls).
 
 mod admin;
 mod backup;
+mod certificates;
 mod identity;
 mod render;
 mod secrets;
@@ -27,6 +29,7 @@ use super::error::ApiError;
 use super::Shared;
 
 pub use backup::BackupKey;
+use certificates::CertOp;
 
 /// Largest request body read (a full 25,600-character value with JSON escaping fits easily).
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -36,7 +39,7 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 pub struct DropConnection;
 
 /// Every operation name the counters and fault rules use.
-pub const OPERATIONS: [&str; 13] = [
+pub const OPERATIONS: [&str; 25] = [
     "set_secret",
     "get_secret",
     "update_secret",
@@ -49,6 +52,18 @@ pub const OPERATIONS: [&str; 13] = [
     "recover_deleted_secret",
     "backup_secret",
     "restore_secret",
+    "import_certificate",
+    "get_certificate",
+    "get_certificate_policy",
+    "update_certificate",
+    "delete_certificate",
+    "list_certificates",
+    "list_certificate_versions",
+    "list_deleted_certificates",
+    "get_deleted_certificate",
+    "purge_deleted_certificate",
+    "recover_deleted_certificate",
+    "unsupported_certificate_operation",
     "token",
 ];
 
@@ -66,6 +81,8 @@ pub enum VaultOp {
     Recover(String),
     Backup(String),
     Restore,
+    /// `/certificates/…` and `/deletedcertificates/…`.
+    Certificate(CertOp),
 }
 
 impl VaultOp {
@@ -83,6 +100,7 @@ impl VaultOp {
             VaultOp::Recover(_) => "recover_deleted_secret",
             VaultOp::Backup(_) => "backup_secret",
             VaultOp::Restore => "restore_secret",
+            VaultOp::Certificate(op) => op.operation(),
         }
     }
 
@@ -97,6 +115,15 @@ impl VaultOp {
             VaultOp::Recover(_) => "recover",
             VaultOp::Backup(_) => "backup",
             VaultOp::Restore => "restore",
+            VaultOp::Certificate(op) => op.permission(),
+        }
+    }
+
+    /// Which family the operation's errors speak of.
+    fn kind(&self) -> super::error::Kind {
+        match self {
+            VaultOp::Certificate(_) => super::error::Kind::Certificate,
+            _ => super::error::Kind::Secret,
         }
     }
 
@@ -111,6 +138,7 @@ impl VaultOp {
             | VaultOp::Purge(n)
             | VaultOp::Recover(n)
             | VaultOp::Backup(n) => Some(n),
+            VaultOp::Certificate(op) => op.name(),
             _ => None,
         }
     }
@@ -152,6 +180,11 @@ pub fn classify(method: &Method, path: &str) -> Route {
     let m = method;
     let vault = |op: VaultOp| Route::Vault(op);
     let s = |x: &str| x.to_owned();
+    if let Some(op) = certificates::classify(m, &segs) {
+        return op.map_or(Route::MethodNotAllowed, |op| {
+            vault(VaultOp::Certificate(op))
+        });
+    }
     match segs.as_slice() {
         ["_akvfs", rest @ ..] => Route::Admin(rest.join("/")),
         ["msi", "token"] if m == Method::GET => Route::ManagedIdentity,

@@ -5,7 +5,7 @@ use axum::response::Response;
 
 use super::json_response;
 use super::secrets::{encode_skiptoken, Paging};
-use crate::local_vault::store::{DeletedRecord, SecretRecord};
+use crate::local_vault::store::{DeletedRecord, SecretRecord, VersionRecord};
 use crate::local_vault::Shared;
 use crate::vault::model::{
     DeletedSecretBundle, DeletedSecretItem, ListPage, SecretAttributes, SecretBundle, SecretItem,
@@ -22,7 +22,10 @@ impl Render<'_> {
     }
 
     pub(super) fn attributes(&self, rec: &SecretRecord) -> SecretAttributes {
-        let v = &rec.version;
+        self.version_attributes(&rec.version)
+    }
+
+    pub(super) fn version_attributes(&self, v: &VersionRecord) -> SecretAttributes {
         let (level, days) = self.st.recovery_level();
         SecretAttributes {
             enabled: Some(v.enabled),
@@ -47,8 +50,11 @@ impl Render<'_> {
             content_type: rec.version.content_type.clone(),
             attributes: Some(self.attributes(rec)),
             tags: rec.version.tags.clone(),
-            kid: None,
-            managed: None,
+            // A certificate's secret names the key backing the certificate, as the service's.
+            kid: rec
+                .managed
+                .then(|| format!("{}/keys/{}/{}", self.base(), rec.name, rec.version.version)),
+            managed: rec.managed.then_some(true),
         }
     }
 
@@ -66,9 +72,13 @@ impl Render<'_> {
         SecretItem {
             id: Some(id),
             attributes: Some(self.attributes(rec)),
-            tags: rec.version.tags.clone(),
+            // The service lists a certificate's secret with `"tags": {}` when it has none.
+            tags: match rec.managed {
+                true => Some(rec.version.tags.clone().unwrap_or_default()),
+                false => rec.version.tags.clone(),
+            },
             content_type: rec.version.content_type.clone(),
-            managed: None,
+            managed: rec.managed.then_some(true),
         }
     }
 
@@ -76,6 +86,7 @@ impl Render<'_> {
         let as_secret = SecretRecord {
             name: rec.name.clone(),
             version: rec.version.clone(),
+            managed: false,
         };
         let mut secret = self.bundle(&as_secret, false);
         secret.value = None;
@@ -92,6 +103,7 @@ impl Render<'_> {
         let as_secret = SecretRecord {
             name: rec.name.clone(),
             version: rec.version.clone(),
+            managed: false,
         };
         DeletedSecretItem {
             item: self.item(&as_secret, false),

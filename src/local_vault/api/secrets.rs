@@ -180,7 +180,8 @@ pub(super) async fn vault_op(
         .get(&claims.appid)
         .is_some_and(|p| p.permissions.iter().any(|x| x == op.permission()));
     if !permitted {
-        return Err(ApiError::forbidden_by_policy(
+        return Err(ApiError::forbidden_by_policy_of(
+            op.kind(),
             op.permission(),
             &claims.appid,
         ));
@@ -195,6 +196,9 @@ pub(super) async fn vault_op(
     let r = Render { st, host };
     let now = now(st);
     match op {
+        VaultOp::Certificate(op) => {
+            super::certificates::handle(st, op, &r, req, &pairs, &api_version, now).await
+        }
         VaultOp::Set(name) => {
             let params: SecretSetParameters = read_json(req).await?;
             let new = validate_set(params)?;
@@ -370,7 +374,7 @@ pub(super) struct Paging {
 }
 
 impl Paging {
-    fn parse(pairs: &[(String, String)]) -> Result<Paging, ApiError> {
+    pub(super) fn parse(pairs: &[(String, String)]) -> Result<Paging, ApiError> {
         let (size, explicit_size) = match query_get(pairs, "maxresults") {
             None => (MAX_PAGE_SIZE, false),
             Some(raw) => match raw.parse::<usize>() {
