@@ -288,6 +288,12 @@ fn run_mount(args: MountArgs) -> Result<()> {
     }
     check_mountpoint(&args.mountpoint)?;
     mount::check_options(&args.options).context("bad -o option")?;
+    if args.on_change.is_some() && args.refresh.0.is_none() {
+        return Err(UsageError(
+            "--on-change runs when a refresh finds a change: it needs --refresh (not off)".into(),
+        )
+        .into());
+    }
     let projection = match &args.config {
         Some(path) => Some((path.clone(), load_projection(path, &args)?)),
         None => None,
@@ -359,6 +365,7 @@ fn run_mount(args: MountArgs) -> Result<()> {
         extra_options: args.options.clone(),
         worker_threads: usize::from(args.threads),
         projection,
+        on_change: args.on_change.clone(),
     };
     let handle = mount::mount(store, rt.handle().clone(), fs_config(&args), mount_options)
         .with_context(|| format!("cannot mount {url} on {}", args.mountpoint.display()))?;

@@ -145,6 +145,10 @@ pub struct MountArgs {
     /// formats; docs/PROJECTIONS.md) instead of the vault's own layout. SIGHUP re-reads it.
     #[arg(long, value_name = "FILE", help_heading = "Mount")]
     pub config: Option<PathBuf>,
+    /// Run this command (`sh -c`, no secret in its environment) once per refresh that finds a
+    /// secret read through the mount changed or gone elsewhere (needs --refresh; debounced 1 s).
+    #[arg(long, value_name = "CMD", help_heading = "Mount")]
+    pub on_change: Option<String>,
     /// Refuse every change (EROFS).
     #[arg(long, help_heading = "Mount")]
     pub read_only: bool,

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cli;
 pub mod fs;
 pub mod fuse;
+pub mod hooks;
 pub mod local_vault;
 pub mod mount;
 pub mod mount_helper;

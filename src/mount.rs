@@ -15,6 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::fs::{FsConfig, ProjectedFs, SecretFs};
 use crate::fuse::{FuseAdapter, QueuedNotifier};
+use crate::hooks::HookRunner;
+use crate::projection::config::HookAction;
 use crate::projection::Projection;
 use crate::vault::SecretStore;
 
@@ -33,6 +35,8 @@ pub struct MountOptions {
     /// `--config FILE`: the projected tree, checked, and the file it came from (SIGHUP
     /// re-reads it). `None`: the vault's own layout.
     pub projection: Option<(PathBuf, Projection)>,
+    /// `--on-change CMD`: run when a refresh finds secrets read through the mount changed.
+    pub on_change: Option<String>,
 }
 
 impl MountOptions {
@@ -44,6 +48,7 @@ impl MountOptions {
             extra_options: Vec::new(),
             worker_threads: 8,
             projection: None,
+            on_change: None,
         }
     }
 }
@@ -209,10 +214,15 @@ pub fn mount(
     if let Some(interval) = refresh {
         vault.start_refresh(&runtime, interval);
     }
+    if let Some(command) = options.on_change {
+        let hook = HookRunner::start(&runtime, "--on-change".into(), HookAction::Command(command));
+        vault.set_change_listener(Box::new(move |names| hook.trigger(&names.join(" "))));
+    }
     let fs = match options.projection {
         None => ProjectedFs::vault_only(vault),
         Some((path, projection)) => ProjectedFs::projected(vault, projection, path, allow_other),
     };
+    fs.start_watching(&runtime);
     let notifications = Arc::new(OnceLock::new());
     fs.set_notifier(Arc::new(QueuedNotifier::start(notifications.clone())?));
     let adapter = FuseAdapter::new(fs.clone(), runtime.clone());

@@ -53,6 +53,9 @@ pub(crate) struct SecretData {
     pub(crate) managed: Option<bool>,
     /// The stored value does not decode as its `file-encoding` tag says: reads are EIO.
     pub(crate) undecodable: Option<content::Undecodable>,
+    /// When the vault gave this value (whole seconds since the epoch), for the refresh: a
+    /// value read in the second it was updated may hide a later change in that same second.
+    pub(crate) read_at: Option<i64>,
 }
 
 impl SecretData {
@@ -80,6 +83,10 @@ impl SecretData {
             tags: bundle.tags,
             attributes,
             undecodable,
+            read_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_secs()).ok()),
         }
     }
 
@@ -122,6 +129,7 @@ impl SecretData {
             tags: listed.and_then(|l| l.tags.clone()),
             attributes: listed.map(|l| l.attributes.clone()).unwrap_or_default(),
             undecodable: None,
+            read_at: None,
         }
     }
 }
@@ -305,8 +313,13 @@ pub struct SecretFs {
     dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
     next_fh: AtomicU64,
     notifier: OnceLock<Arc<dyn KernelNotifier>>,
+    /// Told the names of cached secrets that a refresh found changed or gone (`--on-change`).
+    change_listener: OnceLock<ChangeListener>,
     mounted_at: SystemTime,
 }
+
+/// See [`SecretFs::set_change_listener`].
+pub type ChangeListener = Box<dyn Fn(&[String]) + Send + Sync>;
 
 const ALL_SECRETS: &str = "";
 const DELETED_SECRETS: &str = "deleted";
@@ -358,12 +371,19 @@ impl SecretFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
+            change_listener: OnceLock::new(),
             mounted_at: SystemTime::now(),
         })
     }
 
     pub fn config(&self) -> &FsConfig {
         &self.config
+    }
+
+    /// Be told (once per refresh walk that found any) the names of the secrets read through
+    /// this mount that changed or went away elsewhere (set once).
+    pub fn set_change_listener(&self, listener: ChangeListener) {
+        let _ = self.change_listener.set(listener);
     }
 
     /// Connect the kernel cache invalidation (set once, by the mount).

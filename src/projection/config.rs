@@ -586,7 +586,10 @@ impl Checker<'_> {
                 format!("{what}: on_change or signal + pid_file, not both"),
             ),
             (None, Some(signal), Some(pid_file)) => {
-                let name = signal.get_ref().trim_start_matches("SIG").to_ascii_uppercase();
+                let name = signal
+                    .get_ref()
+                    .trim_start_matches("SIG")
+                    .to_ascii_uppercase();
                 let Some(&(_, number)) = SIGNALS.iter().find(|(n, _)| *n == name) else {
                     let known: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
                     return self.error(
@@ -602,7 +605,10 @@ impl Checker<'_> {
                 if !path.is_absolute() {
                     return self.error(
                         &pid_file.span(),
-                        format!("{what}: pid_file = {:?} must be absolute", pid_file.get_ref()),
+                        format!(
+                            "{what}: pid_file = {:?} must be absolute",
+                            pid_file.get_ref()
+                        ),
                     );
                 }
                 Ok(Some(Hook {
@@ -614,8 +620,12 @@ impl Checker<'_> {
                     line: self.line_of(&signal.span()),
                 }))
             }
-            (None, Some(s), None) => self.error(&s.span(), format!("{what}: signal needs pid_file")),
-            (None, None, Some(p)) => self.error(&p.span(), format!("{what}: pid_file needs signal")),
+            (None, Some(s), None) => {
+                self.error(&s.span(), format!("{what}: signal needs pid_file"))
+            }
+            (None, None, Some(p)) => {
+                self.error(&p.span(), format!("{what}: pid_file needs signal"))
+            }
         }
     }
 
@@ -1411,7 +1421,10 @@ names = "aspnet"
         )
         .expect("valid");
         let web = &p.groups["web"];
-        assert_eq!(web.members, vec!["tls.crt".to_owned(), "tls.key".to_owned()]);
+        assert_eq!(
+            web.members,
+            vec!["tls.crt".to_owned(), "tls.key".to_owned()]
+        );
         assert_eq!(
             web.on_change.as_ref().map(|h| &h.action),
             Some(&HookAction::Command("nginx -s reload".into()))
@@ -1445,10 +1458,7 @@ names = "aspnet"
             &format!("{file}[group.g]\nsignal = \"HUP\"\npid_file = \"p\"\n"),
             "app.toml:7: [group.g]: pid_file = \"p\" must be absolute",
         );
-        refused_with(
-            &format!("{file}[group.g]\ncolour = 1\n"),
-            "app.toml:6:",
-        );
+        refused_with(&format!("{file}[group.g]\ncolour = 1\n"), "app.toml:6:");
         refused_with(
             "[[file]]\npath = \"a\"\ntemplate = \"x\"\ngroup = \"g\"\n",
             "app.toml:4: group: only secret files form groups",

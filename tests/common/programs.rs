@@ -252,6 +252,18 @@ http {{
         format!("{}{}", read("stderr.log"), read("error.log"))
     }
 
+    /// The `nginx -s reload` command line for this nginx, for a shell (`on_change`).
+    pub fn reload_command(&self) -> String {
+        let mut words = vec!["nginx".to_owned()];
+        words.extend(Self::base_args(&self.conf, self.dir.path()));
+        words.extend(["-s".to_owned(), "reload".to_owned()]);
+        words
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// `nginx -s reload`: the master re-reads the configuration, the certificate and the key
     /// (a pair it cannot load is logged and the old one kept). Returns when the signal is sent;
     /// see [`Nginx::wait_for_fingerprint`].

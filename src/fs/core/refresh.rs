@@ -5,8 +5,9 @@
 //! cached secrets whose entry changed (one get each), and forgets the ones that are gone. The
 //! cost per interval does not depend on how often files are read.
 //!
-//! `updated` has one-second resolution and list items carry no version: two changes of one
-//! secret within a second are seen as one.
+//! `updated` has one-second resolution and list items carry no version: a value read in the
+//! second it was updated is read again by the next walk (it could hide a second change in that
+//! second); otherwise two changes within a second are one change.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +37,19 @@ const REFRESH_CONCURRENCY: usize = 4;
 /// A walk refused with 429 waits this many intervals more each time, up to the cap.
 const MAX_BACKOFF_INTERVALS: u32 = 8;
 
-/// Whether the cached `data` is what the listing says the secret is now.
+/// Whether the cached `data` is what the listing says the secret is now. `updated` counts whole
+/// seconds: a value read in the very second of its update (or before it, by a clock behind the
+/// vault's) could hide a second change in that second, so it is not confirmed but read again,
+/// once, by this walk.
 fn unchanged(data: &SecretData, listed: &ListedSecret) -> bool {
     let tags = |t: Option<&Tags>| t.filter(|t| !t.is_empty()).cloned();
-    data.attributes.updated == listed.attributes.updated
+    let ambiguous = data.enabled
+        && data
+            .read_at
+            .zip(data.attributes.updated)
+            .is_some_and(|(read, updated)| read <= updated);
+    !ambiguous
+        && data.attributes.updated == listed.attributes.updated
         && data.enabled == listed.attributes.enabled.unwrap_or(true)
         && (!data.enabled || data.content_type == listed.content_type)
         && (!data.enabled || tags(data.tags.as_ref()) == tags(listed.tags.as_ref()))
@@ -96,32 +106,51 @@ impl SecretFs {
         self.listings
             .insert(ALL_SECRETS, Some(Listing(listed.clone())));
         self.listings.renew(ALL_SECRETS, fresh_for, |_| true);
+        let mut really_changed = Vec::new();
         if let Some(me) = self.me.upgrade() {
             for batch in changed.chunks(REFRESH_CONCURRENCY) {
                 let mut loads = tokio::task::JoinSet::new();
                 for name in batch {
                     let (fs, name) = (me.clone(), name.clone());
                     loads.spawn(async move {
-                        fs.values.invalidate(&name.to_ascii_lowercase());
+                        let key = name.to_ascii_lowercase();
+                        let before = fs.values.peek_stale(&key).map(|d| d.version.clone());
+                        fs.values.invalidate(&key);
                         match fs.load_secret(&name).await {
-                            Ok(_) => {
+                            Ok(fetched) => {
                                 // As fresh as the values this walk confirmed.
-                                fs.values
-                                    .renew(&name.to_ascii_lowercase(), fresh_for, |_| true);
-                                debug!(secret = name.as_str(), "changed elsewhere; read again")
+                                fs.values.renew(&key, fresh_for, |_| true);
+                                let after = fetched.value.map(|d| d.version.clone());
+                                // Read again only because of `updated`'s resolution: the same.
+                                let same = before.is_some() && before == after;
+                                if !same {
+                                    debug!(secret = name.as_str(), "changed elsewhere; read again");
+                                }
+                                (!same).then_some(name)
                             }
-                            Err(error) => warn!(
-                                secret = name.as_str(),
-                                %error,
-                                "changed elsewhere; cannot read it again"
-                            ),
+                            Err(error) => {
+                                warn!(secret = name.as_str(), %error, "changed elsewhere; cannot read it again");
+                                Some(name)
+                            }
                         }
                     });
                 }
-                while loads.join_next().await.is_some() {}
+                while let Some(done) = loads.join_next().await {
+                    if let Ok(Some(name)) = done {
+                        really_changed.push(name);
+                    }
+                }
             }
         }
-        report.changed = changed;
+        really_changed.sort();
+        report.changed = really_changed;
+        if !report.changed.is_empty() || !report.gone.is_empty() {
+            if let Some(listener) = self.change_listener.get() {
+                let names: Vec<String> =
+                    report.changed.iter().chain(&report.gone).cloned().collect();
+                listener(&names);
+            }
+        }
         Ok(report)
     }
 

@@ -15,6 +15,7 @@
 //! - File handles of rendered files and tree directories carry [`TREE_HANDLE_BIT`]; every other
 //!   handle is the vault view's.
 
+mod groups;
 mod render;
 mod tree;
 
@@ -64,6 +65,12 @@ struct Tree {
     vault_dirs: Mutex<HashMap<u64, TranslatedListing>>,
     next_fh: AtomicU64,
     renders: render::Renders,
+    /// Groups and files with hooks of the current config.
+    watches: RwLock<Arc<groups::Watches>>,
+    /// How long a group waits for its other members after one changed.
+    settle: Duration,
+    /// Where hooks run (set when watching starts).
+    runtime: OnceLock<tokio::runtime::Handle>,
     notifier: OnceLock<Arc<dyn KernelNotifier>>,
     mounted_at: SystemTime,
 }
@@ -100,6 +107,12 @@ enum Resolved {
         looks: Looks,
         /// For a `[[dir]]` file: the entry, to check the secret is selected and named so.
         dir_entry: Option<projection::Entry>,
+    },
+    /// A secret's file in a group: the group's published version, read-only.
+    Grouped {
+        path: String,
+        group: String,
+        looks: Looks,
     },
     /// A template or format file.
     Rendered {
@@ -151,6 +164,7 @@ impl ProjectedFs {
         config_path: PathBuf,
         allow_other: bool,
     ) -> Arc<ProjectedFs> {
+        let watches = groups::Watches::of(&projection, None);
         let tree = Tree {
             config_path,
             projection: RwLock::new(Arc::new(projection)),
@@ -161,6 +175,11 @@ impl ProjectedFs {
             vault_dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             renders: render::Renders::default(),
+            watches: RwLock::new(Arc::new(watches)),
+            // One more refresh after the one that saw a change, with room for its jitter and
+            // the watcher's period: a change shows within two intervals plus jitter.
+            settle: vault.config().refresh.unwrap_or(vault.config().cache_ttl) * 2,
+            runtime: OnceLock::new(),
             notifier: OnceLock::new(),
             mounted_at: SystemTime::now(),
         };
@@ -322,6 +341,10 @@ impl ProjectedFs {
                     None,
                 ))
             }
+            Resolved::Grouped { path, group, looks } => {
+                let shown = self.published(tree, group, path).await?;
+                Ok((rendered_entry(ino, &shown, *looks, tree.mounted_at), None))
+            }
         }
     }
 
@@ -435,7 +458,9 @@ impl ProjectedFs {
                 let entry = self.vault.setattr(inner, fh, rest).await?;
                 Ok(dressed(entry, ino, *looks, self.config().read_only))
             }
-            (Resolved::Rendered { .. }, _) if rest.size.is_some() || rest.mtime.is_some() => {
+            (Resolved::Rendered { .. } | Resolved::Grouped { .. }, _)
+                if rest.size.is_some() || rest.mtime.is_some() =>
+            {
                 Err(FsError::ReadOnly { name: path })
             }
             _ if rest.size.is_some() || rest.mtime.is_some() => {
@@ -471,7 +496,9 @@ impl ProjectedFs {
                 info!(file = %path, secret = %secret, "rm of a projected file deletes its secret");
                 self.vault.unlink(ROOT_INO, &secret).await
             }
-            Resolved::Rendered { path, .. } => Err(FsError::ReadOnly { name: path }),
+            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
+                Err(FsError::ReadOnly { name: path })
+            }
             resolved => Err(FsError::IsADirectory {
                 name: resolved.path(),
             }),
@@ -523,6 +550,22 @@ impl ProjectedFs {
                     return Err(FsError::ReadOnly { name: path });
                 }
                 self.vault.open(inner, mode).await
+            }
+            (Resolved::Grouped { path, group, .. }, _) => {
+                if writes {
+                    return Err(FsError::ReadOnly { name: path });
+                }
+                let shown = self.published(tree, &group, &path).await?;
+                let content = Arc::new(Zeroizing::new(shown.content.to_vec()));
+                let fh = tree.new_fh();
+                tree.handles
+                    .lock()
+                    .insert(fh, TreeHandle::Rendered(content));
+                Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                })
             }
             (Resolved::Rendered { path, entry, .. }, _) => {
                 if writes {
@@ -605,7 +648,9 @@ impl ProjectedFs {
                 self.hold(tree, ino, Some(inner));
                 Ok((dressed(entry, ino, looks, self.config().read_only), opened))
             }
-            Resolved::Rendered { path, .. } => Err(FsError::ReadOnly { name: path }),
+            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
+                Err(FsError::ReadOnly { name: path })
+            }
             resolved => Err(FsError::IsADirectory {
                 name: resolved.path(),
             }),
@@ -978,6 +1023,7 @@ impl Resolved {
         match self {
             Resolved::Dir(path)
             | Resolved::Secret { path, .. }
+            | Resolved::Grouped { path, .. }
             | Resolved::Rendered { path, .. }
             | Resolved::ConventionDir { path, .. } => path.clone(),
             Resolved::Vault => "the vault's own layout".into(),
@@ -987,7 +1033,9 @@ impl Resolved {
     /// Why a property change is refused on a node that is not a secret's file.
     fn refusal(&self) -> FsError {
         match self {
-            Resolved::Rendered { path, .. } => FsError::ReadOnly { name: path.clone() },
+            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
+                FsError::ReadOnly { name: path.clone() }
+            }
             _ => FsError::NotPermitted {
                 name: self.path(),
                 reason: "directories of a projected tree have no properties".into(),
@@ -999,6 +1047,23 @@ impl Resolved {
 impl Tree {
     fn projection(&self) -> Arc<Projection> {
         self.projection.read().clone()
+    }
+
+    fn watches(&self) -> Arc<groups::Watches> {
+        self.watches.read().clone()
+    }
+
+    /// Hooks run on `runtime` from now on: the watches are made again with their hooks.
+    fn set_runtime(&self, runtime: &tokio::runtime::Handle) {
+        if self.runtime.set(runtime.clone()).is_ok() {
+            let watches = groups::Watches::of(&self.projection(), Some(runtime));
+            *self.watches.write() = Arc::new(watches);
+        }
+    }
+
+    fn resolve_path(&self, path: &str) -> Result<Resolved, FsError> {
+        self.resolve(&TreeKey::Path(path.to_owned()))
+            .ok_or_else(|| not_found(path))
     }
 
     fn new_fh(&self) -> u64 {
@@ -1073,6 +1138,11 @@ impl Tree {
                 projection::Node::Dir => Some(Resolved::Dir(path.clone())),
                 projection::Node::Vault => Some(Resolved::Vault),
                 projection::Node::Entry(entry) => Some(match &entry.kind {
+                    EntryKind::Secret { .. } if entry.group.is_some() => Resolved::Grouped {
+                        path: path.clone(),
+                        group: entry.group.clone().unwrap_or_default(),
+                        looks: looks(entry, default_mode),
+                    },
                     EntryKind::Secret { name } => Resolved::Secret {
                         path: path.clone(),
                         secret: name.clone(),
@@ -1125,6 +1195,7 @@ impl Tree {
                 return;
             }
         }
+        *self.watches.write() = Arc::new(groups::Watches::of(&projection, self.runtime.get()));
         *self.projection.write() = Arc::new(projection);
         self.renders.clear();
         let (inodes, entries) = self.nodes.lock().all_names();

@@ -32,6 +32,19 @@ impl Renders {
     pub(super) fn clear(&self) {
         self.seen.lock().clear();
     }
+
+    /// The versions the last render of `path` read, as one string (to notice a change).
+    pub(super) fn fingerprint(&self, path: &str) -> Option<String> {
+        let seen = self.seen.lock();
+        let inputs = seen.get(path)?;
+        Some(
+            inputs
+                .iter()
+                .map(|s| format!("{}={}", s.input, s.version.as_deref().unwrap_or("-")))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
 }
 
 /// One input of a render and the version it had.

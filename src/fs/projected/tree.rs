@@ -66,6 +66,10 @@ impl TreeNodes {
         ino
     }
 
+    pub(super) fn lookup(&self, key: &TreeKey) -> Option<u64> {
+        self.by_key.get(key).copied()
+    }
+
     pub(super) fn key_of(&self, ino: u64) -> Option<TreeKey> {
         self.nodes.get(&ino).map(|node| node.key.clone())
     }
