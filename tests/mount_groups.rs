@@ -372,3 +372,49 @@ fn nginx_moves_from_rsa_to_ec_by_its_groups_hook_without_a_failed_handshake() {
         m.log_text()
     );
 }
+
+#[test]
+fn the_inputs_of_one_template_change_together() {
+    let config = Config::new(
+        "[[file]]\npath = \"pair\"\ntemplate = \"{{ secret('pair-crt') }}|{{ secret('pair-key') }}\"\n",
+    );
+    let path = config.arg();
+    let m = LocalMount::start(&["--config", &path, "--refresh", "1s", "--cache-ttl", "1s"]);
+    m.other_set("pair-crt", "cert-0");
+    m.other_set("pair-key", "key-0");
+    let pair = m.path("pair");
+    assert_eq!(read(&pair), "cert-0|key-0");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, pair) = (stop.clone(), pair.clone());
+        std::thread::spawn(move || {
+            let (mut checked, mut mismatched) = (0u64, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let text = read(&pair);
+                match text.split_once('|') {
+                    Some((c, k))
+                        if c.trim_start_matches("cert-") == k.trim_start_matches("key-") =>
+                    {
+                        checked += 1
+                    }
+                    _ => mismatched.push(text),
+                }
+            }
+            (checked, mismatched)
+        })
+    };
+    for i in 1..=3 {
+        m.other_set("pair-crt", &format!("cert-{i}"));
+        std::thread::sleep(Duration::from_secs(1));
+        m.other_set("pair-key", &format!("key-{i}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while read(&pair) != format!("cert-{i}|key-{i}") {
+            assert!(Instant::now() < deadline, "not rendered:\n{}", m.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (checked, mismatched) = reader.join().expect("reader");
+    assert!(mismatched.is_empty(), "mismatched renders: {mismatched:?}");
+    assert!(checked > 100, "{checked} reads");
+}

@@ -4,11 +4,17 @@
 //! fresh: no vault call) and keeps the rendered text when no version changed. The text lives
 //! in the values cache, so it counts against `--cache-size`.
 //!
+//! The inputs of one render change together (SPEC §9), as a group's files do: when some of
+//! the inputs a render read changed and others not yet (a writer sets a certificate and its
+//! key seconds apart), the file keeps its render until every input changed or none changed
+//! for the settle time (two refresh intervals).
+//!
 //! A render that cannot read a secret (missing, disabled, forbidden, not text) fails that one
 //! file with EIO and a log line naming the file and the secret, never a value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tracing::{info, warn};
@@ -26,11 +32,39 @@ static NO_TAGS: Tags = BTreeMap::new();
 #[derive(Default)]
 pub(super) struct Renders {
     seen: Mutex<HashMap<String, Vec<Seen>>>,
+    /// Files some of whose inputs changed: the versions seen, and since when.
+    pending: Mutex<HashMap<String, (Vec<Seen>, Instant)>>,
 }
 
 impl Renders {
     pub(super) fn clear(&self) {
         self.seen.lock().clear();
+        self.pending.lock().clear();
+    }
+
+    /// Whether `path` keeps its render a while: some but not all of its `previous` inputs
+    /// changed (`now` has what they are now), and that state is younger than `settle`.
+    fn waits(&self, path: &str, previous: &[Seen], now: Vec<Seen>, settle: Duration) -> bool {
+        // A pinned version (`secret(name, version)`) never changes: only current ones count.
+        let current = |s: &&Seen| s.input.version.is_none();
+        let total = previous.iter().filter(current).count();
+        let changed = previous
+            .iter()
+            .zip(&now)
+            .filter(|(a, b)| current(a) && a != b)
+            .count();
+        let mut pending = self.pending.lock();
+        if changed == 0 || changed == total {
+            pending.remove(path);
+            return false;
+        }
+        match pending.get(path) {
+            Some((seen, since)) if *seen == now => since.elapsed() < settle,
+            _ => {
+                pending.insert(path.to_owned(), (now, Instant::now()));
+                true
+            }
+        }
     }
 
     /// The versions the last render of `path` read, as one string (to notice a change).
@@ -85,8 +119,20 @@ impl ProjectedFs {
                     for seen in previous {
                         got.insert(seen.input.clone(), self.read_input(&seen.input).await);
                     }
-                    if let Some(kept) = self.kept_if_unchanged(path, kept, previous, &got) {
+                    if let Some(kept) = self.kept_if_unchanged(path, kept.clone(), previous, &got) {
                         return Ok(kept);
+                    }
+                    let now: Vec<Seen> = previous
+                        .iter()
+                        .map(|seen| Seen {
+                            input: seen.input.clone(),
+                            version: got.get(&seen.input).and_then(|g| g.version.clone()),
+                        })
+                        .collect();
+                    if let Some(kept) = kept {
+                        if tree.renders.waits(path, previous, now, tree.settle) {
+                            return Ok(kept);
+                        }
                     }
                 }
                 self.render_template(path, template, &mut got).await
@@ -138,6 +184,7 @@ impl ProjectedFs {
             self.vault
                 .keep_rendered(path, Zeroizing::new(text.as_bytes().to_vec()), updated);
         tree.renders.seen.lock().insert(path.to_owned(), seen);
+        tree.renders.pending.lock().remove(path);
         Ok(kept)
     }
 
