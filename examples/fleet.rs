@@ -267,19 +267,8 @@ fn main() -> Result<()> {
                 while !stop.load(Ordering::SeqCst) {
                     let started = Instant::now();
                     for (k, secret) in names.iter().enumerate() {
-                        match std::fs::read_to_string(mnt.join(secret)) {
-                            Ok(value) => {
-                                reads.fetch_add(1, Ordering::Relaxed);
-                                let g = generation(&value);
-                                if g > last[k] {
-                                    last[k] = g;
-                                    seen.lock().push((k, g, Instant::now()));
-                                }
-                            }
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                        let read = std::fs::read_to_string(mnt.join(secret)).ok();
+                        note(read, k, &mut last, &seen, &reads, &errors);
                     }
                     std::thread::sleep(read_period.saturating_sub(started.elapsed()));
                 }
@@ -316,19 +305,8 @@ fn main() -> Result<()> {
                         while !stop.load(Ordering::SeqCst) {
                             let started = Instant::now();
                             for (k, secret) in names.iter().enumerate() {
-                                match read_in_process(&node, secret).await {
-                                    Ok(value) => {
-                                        reads.fetch_add(1, Ordering::Relaxed);
-                                        let g = generation(&value);
-                                        if g > last[k] {
-                                            last[k] = g;
-                                            seen.lock().push((k, g, Instant::now()));
-                                        }
-                                    }
-                                    Err(_) => {
-                                        errors.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
+                                let read = read_in_process(&node, secret).await.ok();
+                                note(read, k, &mut last, &seen, &reads, &errors);
                             }
                             tokio::time::sleep(read_period.saturating_sub(started.elapsed())).await;
                         }
@@ -489,6 +467,27 @@ fn difference(now: &Counters, before: &Counters) -> Counters {
         }
     }
     out
+}
+
+/// A node's read of secret `k` (`None`: it failed): counted, and a new generation noted.
+fn note(
+    read: Option<String>,
+    k: usize,
+    last: &mut [u64],
+    seen: &Seen,
+    reads: &AtomicU64,
+    errors: &AtomicU64,
+) {
+    let Some(value) = read else {
+        errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    reads.fetch_add(1, Ordering::Relaxed);
+    let g = generation(&value);
+    if g > last[k] {
+        last[k] = g;
+        seen.lock().push((k, g, Instant::now()));
+    }
 }
 
 /// One read of `/NAME` through the filesystem core, as the kernel would ask it.

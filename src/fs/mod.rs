@@ -185,6 +185,22 @@ pub struct DirEntry {
     pub name: String,
 }
 
+impl DirEntry {
+    /// `(inode, kind, name)`s as directory entries, each with the offset of the next.
+    pub(crate) fn numbered(names: Vec<(u64, FileKind, String)>) -> Vec<DirEntry> {
+        names
+            .into_iter()
+            .enumerate()
+            .map(|(index, (ino, kind, name))| DirEntry {
+                ino,
+                offset: index as u64 + 1,
+                kind,
+                name,
+            })
+            .collect()
+    }
+}
+
 /// Changes asked by `setattr`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SetAttr {

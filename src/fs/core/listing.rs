@@ -165,15 +165,6 @@ impl SecretFs {
             | NodeKey::Deleted(_)
             | NodeKey::Scratch(_) => return Err(FsError::NotADirectory { name }),
         }
-        Ok(names
-            .into_iter()
-            .enumerate()
-            .map(|(index, (ino, kind, name))| DirEntry {
-                ino,
-                offset: index as u64 + 1,
-                kind,
-                name,
-            })
-            .collect())
+        Ok(DirEntry::numbered(names))
     }
 }

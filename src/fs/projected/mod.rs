@@ -496,12 +496,7 @@ impl ProjectedFs {
                 info!(file = %path, secret = %secret, "rm of a projected file deletes its secret");
                 self.vault.unlink(ROOT_INO, &secret).await
             }
-            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
-                Err(FsError::ReadOnly { name: path })
-            }
-            resolved => Err(FsError::IsADirectory {
-                name: resolved.path(),
-            }),
+            resolved => Err(resolved.unchangeable()),
         }
     }
 
@@ -648,12 +643,7 @@ impl ProjectedFs {
                 self.hold(tree, ino, Some(inner));
                 Ok((dressed(entry, ino, looks, self.config().read_only), opened))
             }
-            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
-                Err(FsError::ReadOnly { name: path })
-            }
-            resolved => Err(FsError::IsADirectory {
-                name: resolved.path(),
-            }),
+            resolved => Err(resolved.unchangeable()),
         }
     }
 
@@ -858,16 +848,7 @@ impl ProjectedFs {
                 })
             }
         }
-        Ok(names
-            .into_iter()
-            .enumerate()
-            .map(|(index, (ino, kind, name))| DirEntry {
-                ino,
-                offset: index as u64 + 1,
-                kind,
-                name,
-            })
-            .collect())
+        Ok(DirEntry::numbered(names))
     }
 
     // ----- extended attributes ----------------------------------------------------------
@@ -1027,6 +1008,16 @@ impl Resolved {
             | Resolved::Rendered { path, .. }
             | Resolved::ConventionDir { path, .. } => path.clone(),
             Resolved::Vault => "the vault's own layout".into(),
+        }
+    }
+
+    /// Why a node other than a secret's own file cannot be created, removed or written.
+    fn unchangeable(&self) -> FsError {
+        match self {
+            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
+                FsError::ReadOnly { name: path.clone() }
+            }
+            _ => FsError::IsADirectory { name: self.path() },
         }
     }
 
