@@ -14,9 +14,16 @@
 //!   only when one of their inputs changed.
 //! - File handles of rendered files and tree directories carry [`TREE_HANDLE_BIT`]; every other
 //!   handle is the vault view's.
+//!
+//! Files: this one dispatches each operation; [`resolve`] says what a tree node is under the
+//! current config (and re-reads it on SIGHUP); [`tree`] numbers the nodes; [`dirs`] lists
+//! directories; [`render`] renders templates and formats; [`groups`] publishes groups and runs
+//! hooks.
 
+mod dirs;
 mod groups;
 mod render;
+mod resolve;
 mod tree;
 
 use std::collections::HashMap;
@@ -29,6 +36,7 @@ use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
+use self::resolve::{Looks, Resolved};
 use self::tree::{TreeKey, TreeNodes};
 use super::{
     Attr, DirEntry, Entry, FileKind, FsConfig, FsError, KernelNotifier, OpenMode, Opened, SecretFs,
@@ -83,48 +91,6 @@ enum TreeHandle {
     Rendered(Arc<Zeroizing<Vec<u8>>>),
     /// A tree directory's listing, taken when reading starts.
     Dir(Option<Arc<Vec<DirEntry>>>),
-}
-
-/// How a configured file looks: owner and mode.
-#[derive(Clone, Copy, Debug)]
-struct Looks {
-    uid: u32,
-    gid: u32,
-    mode: u16,
-    read_only: bool,
-}
-
-/// What a tree node is under the current config.
-enum Resolved {
-    /// A directory of the tree ("" = the root).
-    Dir(String),
-    /// The `[vault] path` directory.
-    Vault,
-    /// A secret's own file under another name.
-    Secret {
-        path: String,
-        secret: String,
-        looks: Looks,
-        /// For a `[[dir]]` file: the entry, to check the secret is selected and named so.
-        dir_entry: Option<projection::Entry>,
-    },
-    /// A secret's file in a group: the group's published version, read-only.
-    Grouped {
-        path: String,
-        group: String,
-        looks: Looks,
-    },
-    /// A template or format file.
-    Rendered {
-        path: String,
-        entry: projection::Entry,
-        looks: Looks,
-    },
-    /// A `[[dir]]` directory.
-    ConventionDir {
-        path: String,
-        entry: projection::Entry,
-    },
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -699,158 +665,6 @@ impl ProjectedFs {
         }
     }
 
-    // ----- directories ------------------------------------------------------------------
-
-    pub fn opendir(&self, ino: u64) -> Result<u64, FsError> {
-        let Some(tree) = &self.tree else {
-            return self.vault.opendir(ino);
-        };
-        if let Some(ino) = vault_ino(ino) {
-            return self.vault.opendir(ino);
-        }
-        match tree.resolve_ino(ino)? {
-            Resolved::Dir(_) | Resolved::ConventionDir { .. } => {
-                let fh = tree.new_fh();
-                tree.handles.lock().insert(fh, TreeHandle::Dir(None));
-                Ok(fh)
-            }
-            resolved => Err(FsError::NotADirectory {
-                name: resolved.path(),
-            }),
-        }
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        match &self.tree {
-            None => self.vault.releasedir(fh),
-            Some(tree) if fh & TREE_HANDLE_BIT != 0 => {
-                tree.handles.lock().remove(&fh);
-            }
-            Some(tree) => {
-                tree.vault_dirs.lock().remove(&fh);
-                self.vault.releasedir(fh);
-            }
-        }
-    }
-
-    /// Entries from `offset` on; the listing is taken when reading starts (offset 0).
-    pub async fn readdir(
-        &self,
-        ino: u64,
-        fh: u64,
-        offset: u64,
-    ) -> Result<Arc<Vec<DirEntry>>, FsError> {
-        let Some(tree) = &self.tree else {
-            return self.vault.readdir(ino, fh, offset).await;
-        };
-        if let Some(inner_ino) = vault_ino(ino) {
-            let entries = self.vault.readdir(inner_ino, fh, offset).await?;
-            let mut translated = tree.vault_dirs.lock();
-            if let Some((inner, outer)) = translated.get(&fh) {
-                if Arc::ptr_eq(inner, &entries) {
-                    return Ok(outer.clone());
-                }
-            }
-            let outer: Arc<Vec<DirEntry>> = Arc::new(
-                entries
-                    .iter()
-                    .map(|e| DirEntry {
-                        ino: e.ino + VAULT_VIEW_BASE,
-                        ..e.clone()
-                    })
-                    .collect(),
-            );
-            translated.insert(fh, (entries, outer.clone()));
-            return Ok(outer);
-        }
-        if offset > 0 {
-            if let Some(TreeHandle::Dir(Some(entries))) = tree.handles.lock().get(&fh) {
-                return Ok(entries.clone());
-            }
-        }
-        let entries = Arc::new(self.list_tree_dir(tree, ino).await?);
-        if let Some(TreeHandle::Dir(slot)) = tree.handles.lock().get_mut(&fh) {
-            *slot = Some(entries.clone());
-        }
-        Ok(entries)
-    }
-
-    async fn list_tree_dir(&self, tree: &Tree, ino: u64) -> Result<Vec<DirEntry>, FsError> {
-        let mut names: Vec<(u64, FileKind, String)> = vec![
-            (ino, FileKind::Directory, ".".into()),
-            (ROOT_INO, FileKind::Directory, "..".into()),
-        ];
-        match tree.resolve_ino(ino)? {
-            Resolved::Dir(path) => {
-                let projection = tree.projection();
-                let children = projection.children(&path);
-                // A configured secret's file is there when the secret is (a listing, no get).
-                let listed = if children.iter().any(|(_, node)| is_secret_entry(node)) {
-                    self.vault.listed_secrets().await.ok()
-                } else {
-                    None
-                };
-                for (name, node) in children {
-                    let child = join(&path, &name);
-                    let kind = match node {
-                        projection::Node::Dir => FileKind::Directory,
-                        projection::Node::Vault => {
-                            names.push((VAULT_VIEW_BASE + ROOT_INO, FileKind::Directory, name));
-                            continue;
-                        }
-                        projection::Node::Entry(entry) => match &entry.kind {
-                            EntryKind::Dir { .. } => FileKind::Directory,
-                            EntryKind::Secret { name: secret } => {
-                                let there = listed.as_ref().is_none_or(|listing| {
-                                    listing
-                                        .items()
-                                        .iter()
-                                        .any(|l| l.name().eq_ignore_ascii_case(secret))
-                                });
-                                if !there {
-                                    continue;
-                                }
-                                FileKind::File
-                            }
-                            EntryKind::Template { .. } | EntryKind::Format { .. } => FileKind::File,
-                        },
-                    };
-                    let child_ino = tree.nodes.lock().ino_for(TreeKey::Path(child));
-                    names.push((child_ino, kind, name));
-                }
-            }
-            Resolved::ConventionDir { path, entry } => {
-                let EntryKind::Dir {
-                    select,
-                    names: convention,
-                } = &entry.kind
-                else {
-                    return Err(FsError::NotADirectory { name: path });
-                };
-                let listing = self.vault.listed_secrets().await?;
-                let mut seen = std::collections::HashSet::new();
-                let mut nodes = tree.nodes.lock();
-                for listed in listing.items() {
-                    let tags = render::tags_of(listed.tags());
-                    let Some(file) = select.key_for(*convention, listed.name(), tags) else {
-                        continue;
-                    };
-                    if !seen.insert(file.clone()) {
-                        continue;
-                    }
-                    let child_ino = nodes.ino_for(TreeKey::DirFile(path.clone(), file.clone()));
-                    names.push((child_ino, FileKind::File, file));
-                }
-            }
-            resolved => {
-                return Err(FsError::NotADirectory {
-                    name: resolved.path(),
-                })
-            }
-        }
-        Ok(DirEntry::numbered(names))
-    }
-
     // ----- extended attributes ----------------------------------------------------------
 
     /// The vault view's inode for attribute calls on `ino`, or `Err(what it is)` for a tree
@@ -928,10 +742,6 @@ impl ProjectedFs {
     }
 }
 
-fn is_secret_entry(node: &projection::Node<'_>) -> bool {
-    matches!(node, projection::Node::Entry(e) if matches!(e.kind, EntryKind::Secret { .. }))
-}
-
 /// The tag a new secret would need to show in a `[[dir]]` that selects by tag.
 fn new_secret_needs_tag(entry: &projection::Entry) -> Option<String> {
     match &entry.kind {
@@ -996,209 +806,6 @@ fn rendered_entry(
             crtime: updated,
         },
         ttl: TREE_ATTR_TTL,
-    }
-}
-
-impl Resolved {
-    fn path(&self) -> String {
-        match self {
-            Resolved::Dir(path)
-            | Resolved::Secret { path, .. }
-            | Resolved::Grouped { path, .. }
-            | Resolved::Rendered { path, .. }
-            | Resolved::ConventionDir { path, .. } => path.clone(),
-            Resolved::Vault => "the vault's own layout".into(),
-        }
-    }
-
-    /// Why a node other than a secret's own file cannot be created, removed or written.
-    fn unchangeable(&self) -> FsError {
-        match self {
-            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
-                FsError::ReadOnly { name: path.clone() }
-            }
-            _ => FsError::IsADirectory { name: self.path() },
-        }
-    }
-
-    /// Why a property change is refused on a node that is not a secret's file.
-    fn refusal(&self) -> FsError {
-        match self {
-            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
-                FsError::ReadOnly { name: path.clone() }
-            }
-            _ => FsError::NotPermitted {
-                name: self.path(),
-                reason: "directories of a projected tree have no properties".into(),
-            },
-        }
-    }
-}
-
-impl Tree {
-    fn projection(&self) -> Arc<Projection> {
-        self.projection.read().clone()
-    }
-
-    fn watches(&self) -> Arc<groups::Watches> {
-        self.watches.read().clone()
-    }
-
-    /// Hooks run on `runtime` from now on: the watches are made again with their hooks.
-    fn set_runtime(&self, runtime: &tokio::runtime::Handle) {
-        if self.runtime.set(runtime.clone()).is_ok() {
-            let watches = groups::Watches::of(&self.projection(), Some(runtime));
-            *self.watches.write() = Arc::new(watches);
-        }
-    }
-
-    fn resolve_path(&self, path: &str) -> Result<Resolved, FsError> {
-        self.resolve(&TreeKey::Path(path.to_owned()))
-            .ok_or_else(|| not_found(path))
-    }
-
-    fn new_fh(&self) -> u64 {
-        self.next_fh.fetch_add(1, Ordering::Relaxed) | TREE_HANDLE_BIT
-    }
-
-    fn dir_entry(&self, ino: u64, uid: u32, gid: u32, config: &FsConfig) -> Entry {
-        // A read-only `[[dir]]` keeps its mode too: creating in it answers EROFS.
-        let perm = if config.read_only {
-            config.dir_mode & !0o222
-        } else {
-            config.dir_mode
-        };
-        Entry {
-            attr: Attr {
-                ino,
-                kind: FileKind::Directory,
-                size: 0,
-                perm,
-                nlink: 2,
-                uid,
-                gid,
-                mtime: self.mounted_at,
-                ctime: self.mounted_at,
-                crtime: self.mounted_at,
-            },
-            ttl: TREE_ATTR_TTL,
-        }
-    }
-
-    /// The key of `name` inside tree directory `parent`.
-    fn child_key(&self, parent: u64, name: &str) -> Result<TreeKey, FsError> {
-        match self.resolve_ino(parent)? {
-            Resolved::Dir(path) => Ok(TreeKey::Path(join(&path, name))),
-            Resolved::ConventionDir { path, .. } => Ok(TreeKey::DirFile(path, name.to_owned())),
-            resolved => Err(FsError::NotADirectory {
-                name: resolved.path(),
-            }),
-        }
-    }
-
-    fn path_of(&self, key: &TreeKey) -> String {
-        match key {
-            TreeKey::Path(path) => path.clone(),
-            TreeKey::DirFile(dir, file) => join(dir, file),
-        }
-    }
-
-    fn resolve_ino(&self, ino: u64) -> Result<Resolved, FsError> {
-        let key = self
-            .nodes
-            .lock()
-            .key_of(ino)
-            .ok_or_else(|| not_found(&format!("inode {ino}")))?;
-        self.resolve(&key)
-            .ok_or_else(|| not_found(&self.path_of(&key)))
-    }
-
-    /// What `key` is under the current config; `None`: nothing.
-    fn resolve(&self, key: &TreeKey) -> Option<Resolved> {
-        let projection = self.projection();
-        let file_mode = |entry: &projection::Entry| entry.mode;
-        let looks = |entry: &projection::Entry, default_mode: u16| Looks {
-            uid: entry.uid,
-            gid: entry.gid,
-            mode: file_mode(entry).unwrap_or(default_mode),
-            read_only: entry.read_only,
-        };
-        let default_mode = self.file_mode;
-        match key {
-            TreeKey::Path(path) => match projection.node(path)? {
-                projection::Node::Dir => Some(Resolved::Dir(path.clone())),
-                projection::Node::Vault => Some(Resolved::Vault),
-                projection::Node::Entry(entry) => Some(match &entry.kind {
-                    EntryKind::Secret { .. } if entry.group.is_some() => Resolved::Grouped {
-                        path: path.clone(),
-                        group: entry.group.clone().unwrap_or_default(),
-                        looks: looks(entry, default_mode),
-                    },
-                    EntryKind::Secret { name } => Resolved::Secret {
-                        path: path.clone(),
-                        secret: name.clone(),
-                        looks: looks(entry, default_mode),
-                        dir_entry: None,
-                    },
-                    EntryKind::Template { .. } | EntryKind::Format { .. } => Resolved::Rendered {
-                        path: path.clone(),
-                        entry: entry.clone(),
-                        looks: looks(entry, default_mode),
-                    },
-                    EntryKind::Dir { .. } => Resolved::ConventionDir {
-                        path: path.clone(),
-                        entry: entry.clone(),
-                    },
-                }),
-            },
-            TreeKey::DirFile(dir, file) => {
-                let projection::Node::Entry(entry) = projection.node(dir)? else {
-                    return None;
-                };
-                let EntryKind::Dir { select, names } = &entry.kind else {
-                    return None;
-                };
-                let secret = select.secret_for(*names, file)?;
-                Some(Resolved::Secret {
-                    path: join(dir, file),
-                    secret,
-                    looks: looks(entry, default_mode),
-                    dir_entry: Some(entry.clone()),
-                })
-            }
-        }
-    }
-
-    /// SIGHUP: the config again. The kernel forgets what it cached of the tree.
-    fn reload(&self, config: &FsConfig) {
-        let projection = match Projection::load(&self.config_path) {
-            Ok(projection) => projection,
-            Err(error) => {
-                warn!(%error, "SIGHUP: the config is refused; the old one stays");
-                return;
-            }
-        };
-        if !self.allow_other {
-            if let Some(why) =
-                projection_needs_allow_other(&projection, config.file_mode, config.dir_mode)
-            {
-                warn!(reason = %why, "SIGHUP: the config is refused (the mount has no allow_other); the old one stays");
-                return;
-            }
-        }
-        *self.watches.write() = Arc::new(groups::Watches::of(&projection, self.runtime.get()));
-        *self.projection.write() = Arc::new(projection);
-        self.renders.clear();
-        let (inodes, entries) = self.nodes.lock().all_names();
-        if let Some(notifier) = self.notifier.get() {
-            for ino in inodes {
-                notifier.inval_inode(ino);
-            }
-            for (parent, name) in entries {
-                notifier.inval_entry(parent, &name);
-            }
-        }
-        info!(config = %self.config_path.display(), "SIGHUP: config re-read");
     }
 }
 
