@@ -117,3 +117,56 @@ fn the_refresh_costs_list_pages_and_one_get_per_changed_secret_whatever_the_read
         format!("{}-v1", names[3])
     );
 }
+
+#[test]
+fn a_throttled_refresh_waits_longer_each_time_then_resumes() {
+    let m = LocalMount::start(&["--refresh", "1s"]);
+    m.other_set("one", "1");
+    assert_eq!(std::fs::read_to_string(m.path("one")).expect("read"), "1");
+    next_walk(&m);
+    // Every listing answers 429 (Retry-After: 1) for a while.
+    m.inject(akvfs::local_vault::FaultSpec {
+        operation: Some("list_secrets".into()),
+        status: Some(429),
+        retry_after: Some(1),
+        ..Default::default()
+    });
+    let throttled = |m: &LocalMount| -> Vec<u32> {
+        m.log_text()
+            .lines()
+            .filter(|l| l.contains("throttles the refresh"))
+            .filter_map(|l| {
+                l.split("backoff_intervals=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while throttled(&m).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no backoff logged:\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let backoffs = throttled(&m);
+    assert_eq!(&backoffs[..2], &[2, 4], "the wait doubles: {backoffs:?}");
+    // Reads keep working from the cache meanwhile.
+    assert_eq!(std::fs::read_to_string(m.path("one")).expect("read"), "1");
+    m.block_on(m.admin().clear_faults()).expect("clear faults");
+    let before = walks(&m);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while walks(&m) == before {
+        assert!(
+            Instant::now() < deadline,
+            "the refresh did not resume:\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
