@@ -84,7 +84,7 @@ on_change = "echo \"$AKVFS_CHANGED\" >> {runs}; env > {env}"
     )
     .expect("config");
     let path = config.arg();
-    let m = LocalMount::start(&["--config", &path, "--refresh", "1s", "--cache-ttl", "1s"]);
+    let m = LocalMount::start(&["--config", &path, "--refresh", "2s", "--cache-ttl", "1s"]);
     m.other_set("web-crt", "cert-0");
     m.other_set("web-key", "key-0");
     let (crt, key) = (m.path("tls.crt"), m.path("tls.key"));
@@ -293,7 +293,7 @@ fn nginx_moves_from_rsa_to_ec_by_its_groups_hook_without_a_failed_handshake() {
          [[file]]\npath = \"nginx/tls.key\"\nsecret = \"web-key\"\ngroup = \"web\"\nmode = \"0600\"\n",
     );
     let path = config.arg();
-    let m = LocalMount::start(&["--config", &path, "--refresh", "1s", "--cache-ttl", "1s"]);
+    let m = LocalMount::start(&["--config", &path, "--refresh", "2s", "--cache-ttl", "1s"]);
     m.other_set("web-crt", &rsa_crt);
     m.other_set("web-key", &rsa_key);
     let nginx = Nginx::start(&m.path("nginx/tls.crt"), &m.path("nginx/tls.key"));
@@ -379,7 +379,7 @@ fn the_inputs_of_one_template_change_together() {
         "[[file]]\npath = \"pair\"\ntemplate = \"{{ secret('pair-crt') }}|{{ secret('pair-key') }}\"\n",
     );
     let path = config.arg();
-    let m = LocalMount::start(&["--config", &path, "--refresh", "1s", "--cache-ttl", "1s"]);
+    let m = LocalMount::start(&["--config", &path, "--refresh", "2s", "--cache-ttl", "1s"]);
     m.other_set("pair-crt", "cert-0");
     m.other_set("pair-key", "key-0");
     let pair = m.path("pair");

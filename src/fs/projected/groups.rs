@@ -5,7 +5,7 @@
 //! Every second a watcher compares the group's published versions with the members' current
 //! ones (from the value cache, which `--refresh` keeps current). When a member changed, the
 //! group waits until every member has changed, or until no member has changed for one settle
-//! time (two refresh intervals: the walk after the one that saw the change, with room for
+//! time (2.2 refresh intervals and a second: the walk after the one that saw the change, with room for
 //! jitter; two `--cache-ttl` without refresh), then publishes all members at
 //! once: the kernel's caches of their files are dropped first, then the group's hook runs.
 //! A handle opened earlier keeps the content it opened.

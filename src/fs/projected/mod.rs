@@ -143,8 +143,11 @@ impl ProjectedFs {
             renders: render::Renders::default(),
             watches: RwLock::new(Arc::new(watches)),
             // One more refresh after the one that saw a change, with room for its jitter and
-            // the watcher's period: a change shows within two intervals plus jitter.
-            settle: vault.config().refresh.unwrap_or(vault.config().cache_ttl) * 2,
+            // for the watcher's period: a member set a second after another is still waited for.
+            settle: {
+                let interval = vault.config().refresh.unwrap_or(vault.config().cache_ttl);
+                interval * 2 + interval / 5 + groups::WATCH_PERIOD
+            },
             runtime: OnceLock::new(),
             notifier: OnceLock::new(),
             mounted_at: SystemTime::now(),

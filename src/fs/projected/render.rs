@@ -7,7 +7,7 @@
 //! The inputs of one render change together (SPEC §9), as a group's files do: when some of
 //! the inputs a render read changed and others not yet (a writer sets a certificate and its
 //! key seconds apart), the file keeps its render until every input changed or none changed
-//! for the settle time (two refresh intervals).
+//! for the settle time (2.2 refresh intervals and a second).
 //!
 //! A render that cannot read a secret (missing, disabled, forbidden, not text) fails that one
 //! file with EIO and a log line naming the file and the secret, never a value.
