@@ -31,6 +31,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::auth::{AccessToken, TokenCredential, TokenRequest};
+use super::certificate_model::CertificateItem;
 use super::challenge::{is_loopback_host, origin, HttpChallenge};
 use super::model::{
     DeletedSecretBundle, DeletedSecretItem, KeyVaultErrorBody, ListPage, SecretBundle, SecretItem,
@@ -702,6 +703,11 @@ impl SecretStore for SecretClient {
     async fn list_deleted_secrets(&self) -> Result<Vec<DeletedSecretItem>, VaultError> {
         let url = self.url(&["deletedsecrets"])?;
         self.list_all(url, "(deleted secrets list)").await
+    }
+
+    async fn list_certificates(&self) -> Result<Vec<CertificateItem>, VaultError> {
+        let url = self.url(&["certificates"])?;
+        self.list_all(url, "(certificates list)").await
     }
 
     async fn get_deleted_secret(&self, name: &str) -> Result<DeletedSecretBundle, VaultError> {
