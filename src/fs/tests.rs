@@ -167,8 +167,11 @@ async fn readdir_costs_list_calls_only() {
     let entries = fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
     fs.releasedir(fh);
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(&names[..4], &[".", "..", ".versions", ".deleted"]);
-    assert_eq!(names.len(), 64);
+    assert_eq!(
+        &names[..5],
+        &[".", "..", ".versions", ".deleted", ".certificates"]
+    );
+    assert_eq!(names.len(), 65);
     assert_eq!(store.calls("list_pages"), 3);
     assert_eq!(store.calls("get"), 0);
     // Inside list_ttl: free.
