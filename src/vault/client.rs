@@ -31,7 +31,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::auth::{AccessToken, TokenCredential, TokenRequest};
-use super::certificate_model::CertificateItem;
+use super::certificate_model::{CertificateBundle, CertificateImportParameters, CertificateItem};
 use super::challenge::{is_loopback_host, origin, HttpChallenge};
 use super::model::{
     DeletedSecretBundle, DeletedSecretItem, KeyVaultErrorBody, ListPage, SecretBundle, SecretItem,
@@ -490,6 +490,20 @@ impl SecretClient {
             return Err(error_from_response(response.status, &response.body, name));
         }
         Ok(())
+    }
+
+    /// `POST /certificates/{name}/import`: a new version of certificate `name` from a PFX
+    /// (base64) or PEM. Not used by the mount (which only reads); for scripts and tests that
+    /// act as another client of the vault.
+    pub async fn import_certificate(
+        &self,
+        name: &str,
+        parameters: &CertificateImportParameters,
+    ) -> Result<CertificateBundle, VaultError> {
+        check_name(name)?;
+        let url = self.url(&["certificates", name, "import"])?;
+        let body = json_body(parameters, name)?;
+        self.call(Method::POST, url, Some(body), name).await
     }
 
     /// GET `first`, then every `nextLink` until it is null.
