@@ -319,6 +319,20 @@ fn an_rsa_certificate_imported_as_pfx_with_two_intermediates_reads_as_every_part
     assert!(base64::engine::general_purpose::STANDARD
         .decode(plain.trim())
         .is_ok());
+    // Writing it is the vault's to refuse (a managed secret): fsync reports EACCES.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("web-rsa"))
+        .expect("open the backing secret for writing");
+    std::io::Write::write_all(&mut file, b"x").expect("write (pending)");
+    let error = file.sync_all().expect_err("the vault refuses the set");
+    assert_eq!(error.raw_os_error(), Some(libc::EACCES), "{error}");
+    drop(file);
+    assert_eq!(
+        std::fs::read_to_string(m.path("web-rsa")).expect("read"),
+        plain
+    );
 }
 
 #[test]
