@@ -22,6 +22,9 @@ use crate::fs::inode::{CERTIFICATES_DIR_INO, CERTIFICATES_DIR_NAME};
 
 const CERTIFICATES: &str = "certificates";
 
+/// How long the kernel may keep a certificate file's attributes.
+const CERTIFICATE_FILE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A certificate file's content lives in the values cache under a key no secret name can have,
 /// per version: a version's files never change.
 fn part_key(name: &str, version: &str, part: Part) -> String {
@@ -197,9 +200,14 @@ impl SecretFs {
             self.config.file_mode & 0o444,
             &file.attributes,
         );
+        // A refresh that sees the secret change drops the secret's inode from the kernel's
+        // caches, not these: a short TTL bounds how long a stale size can be shown.
         Ok(Entry {
             attr,
-            ttl: fetched.valid_for.min(self.config.cache_ttl),
+            ttl: fetched
+                .valid_for
+                .min(self.config.cache_ttl)
+                .min(CERTIFICATE_FILE_TTL),
         })
     }
 
