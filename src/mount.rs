@@ -644,7 +644,14 @@ mod mount_tests {
         names.sort();
         assert_eq!(
             names,
-            [".deleted", ".versions", "chunked", "existing", "new-one"]
+            [
+                ".certificates",
+                ".deleted",
+                ".versions",
+                "chunked",
+                "existing",
+                "new-one"
+            ]
         );
 
         let error = std::fs::write(root.join("bad_name.txt"), "x").unwrap_err();

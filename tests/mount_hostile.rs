@@ -376,7 +376,7 @@ fn names_no_secret_can_have_and_case_duplicates_never_reach_readdir() {
     let mut m = server.mount();
     assert_eq!(
         sh_ok(&m.mountpoint, "ls -a"),
-        ".\n..\n.deleted\n.versions\ngood\n",
+        ".\n..\n.certificates\n.deleted\n.versions\ngood\n",
         "one of each view, `good` once"
     );
     assert_eq!(sh_ok(&m.mountpoint, "ls -a .deleted"), ".\n..\ngood\n");

@@ -1,5 +1,6 @@
 //! [`SecretFs`]: every filesystem operation as an async function over a [`SecretStore`].
 
+mod certificates;
 mod commit;
 mod handles;
 mod listing;
@@ -193,7 +194,10 @@ const MAX_SCRATCH_BYTES: usize = 16 * 1024 * 1024;
 /// and `.#x`, gedit `.goutputstream-…`), which Key Vault cannot hold.
 pub(crate) fn is_scratch_name(name: &str) -> bool {
     if is_valid_secret_name(name)
-        || matches!(name, "." | ".." | VERSIONS_DIR_NAME | DELETED_DIR_NAME)
+        || matches!(
+            name,
+            "." | ".." | VERSIONS_DIR_NAME | DELETED_DIR_NAME | super::inode::CERTIFICATES_DIR_NAME
+        )
         || name.contains('/')
     {
         return false;

@@ -6,14 +6,19 @@
 
 use std::collections::HashMap;
 
+use crate::certificate_files::Part;
+
 pub const ROOT_INO: u64 = 1;
 pub const VERSIONS_DIR_INO: u64 = 2;
 pub const DELETED_DIR_INO: u64 = 3;
+pub const CERTIFICATES_DIR_INO: u64 = 4;
 
 /// Name of the directory of old versions.
 pub const VERSIONS_DIR_NAME: &str = ".versions";
 /// Name of the directory of soft-deleted secrets.
 pub const DELETED_DIR_NAME: &str = ".deleted";
+/// Name of the directory of certificates as files (SPEC §10).
+pub const CERTIFICATES_DIR_NAME: &str = ".certificates";
 
 /// What an inode stands for. Secret names are lower-cased here.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +36,12 @@ pub enum NodeKey {
     Deleted(String),
     /// `/NAME` for an editor's scratch file kept in memory (exact spelling).
     Scratch(String),
+    /// `/.certificates`
+    CertificatesDir,
+    /// `/.certificates/NAME`
+    CertificateDir(String),
+    /// `/.certificates/NAME/FILE`
+    CertificateFile(String, Part),
 }
 
 #[derive(Clone, Debug)]
@@ -55,12 +66,17 @@ impl Default for InodeTable {
         let mut table = InodeTable {
             by_key: HashMap::new(),
             nodes: HashMap::new(),
-            next_ino: DELETED_DIR_INO + 1,
+            next_ino: CERTIFICATES_DIR_INO + 1,
         };
         for (ino, key, name) in [
             (ROOT_INO, NodeKey::Root, ""),
             (VERSIONS_DIR_INO, NodeKey::VersionsDir, VERSIONS_DIR_NAME),
             (DELETED_DIR_INO, NodeKey::DeletedDir, DELETED_DIR_NAME),
+            (
+                CERTIFICATES_DIR_INO,
+                NodeKey::CertificatesDir,
+                CERTIFICATES_DIR_NAME,
+            ),
         ] {
             table.by_key.insert(key.clone(), ino);
             table.nodes.insert(
@@ -131,7 +147,7 @@ impl InodeTable {
 
     /// Drop a node the kernel holds no lookup of (the fixed directories stay).
     pub fn remove_unheld(&mut self, ino: u64) -> bool {
-        if ino <= DELETED_DIR_INO || self.is_held(ino) {
+        if ino <= CERTIFICATES_DIR_INO || self.is_held(ino) {
             return false;
         }
         if let Some(node) = self.nodes.remove(&ino) {
@@ -173,11 +189,13 @@ impl InodeTable {
         Some(ino)
     }
 
-    /// Every secret inode (for cache-wide invalidation).
+    /// Every secret inode, and every certificate file's (for cache-wide invalidation).
     pub fn secret_inodes(&self) -> Vec<u64> {
         self.nodes
             .iter()
-            .filter(|(_, node)| matches!(node.key, NodeKey::Secret(_)))
+            .filter(|(_, node)| {
+                matches!(node.key, NodeKey::Secret(_) | NodeKey::CertificateFile(..))
+            })
             .map(|(&ino, _)| ino)
             .collect()
     }

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
+use crate::certificate_files::{CONTENT_TYPE_PEM, CONTENT_TYPE_PKCS12};
 use crate::secret_value::SecretValue;
+use crate::vault::certificate_model::CertificateItem;
 use crate::vault::model::{
     is_valid_secret_name, value_within_service_limit, DeletedSecretBundle, DeletedSecretItem,
     SecretAttributes, SecretBundle, SecretItem, SecretSetParameters, SecretUpdateParameters,
@@ -97,6 +99,22 @@ impl MemoryStore {
                 value: value.into(),
                 tags,
                 content_type: None,
+                attributes: None,
+            },
+        )
+        .id
+        .unwrap_or_default()
+    }
+
+    /// Seed a certificate (its backing secret: `value` with a certificate content type)
+    /// without counting a call.
+    pub fn seed_certificate(&self, name: &str, value: &str, content_type: &str) -> String {
+        self.put(
+            name,
+            SecretSetParameters {
+                value: value.into(),
+                tags: None,
+                content_type: Some(content_type.to_owned()),
                 attributes: None,
             },
         )
@@ -199,8 +217,16 @@ fn bundle(name: &str, version: &Version, with_value: bool) -> SecretBundle {
         attributes: Some(version.attributes.clone()),
         tags: version.tags.clone(),
         kid: None,
-        managed: None,
+        managed: is_certificate(version).then_some(true),
     }
+}
+
+/// The fake keeps a certificate as its backing secret: one with a certificate content type.
+fn is_certificate(version: &Version) -> bool {
+    matches!(
+        version.content_type.as_deref(),
+        Some(CONTENT_TYPE_PKCS12 | CONTENT_TYPE_PEM)
+    )
 }
 
 fn not_found(name: &str) -> VaultError {
@@ -375,6 +401,25 @@ impl SecretStore for MemoryStore {
                 recovery_id: Some(format!("{HOST}/deletedsecrets/{}", s.name)),
                 scheduled_purge_date: s.deleted_date.map(|d| d + 90 * 86_400),
                 deleted_date: s.deleted_date,
+            })
+            .collect())
+    }
+
+    async fn list_certificates(&self) -> Result<Vec<CertificateItem>, VaultError> {
+        self.count("list_certificates")?;
+        Ok(self
+            .secrets
+            .lock()
+            .values()
+            .filter(|s| s.deleted_date.is_none())
+            .filter_map(|s| {
+                let latest = s.versions.last().filter(|v| is_certificate(v))?;
+                Some(CertificateItem {
+                    id: Some(format!("{HOST}/certificates/{}", s.name)),
+                    attributes: Some(latest.attributes.clone()),
+                    tags: latest.tags.clone(),
+                    x5t: None,
+                })
             })
             .collect())
     }

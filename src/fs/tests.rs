@@ -167,8 +167,11 @@ async fn readdir_costs_list_calls_only() {
     let entries = fs.readdir(ROOT_INO, fh, 0).await.expect("readdir");
     fs.releasedir(fh);
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(&names[..4], &[".", "..", ".versions", ".deleted"]);
-    assert_eq!(names.len(), 64);
+    assert_eq!(
+        &names[..5],
+        &[".", "..", ".versions", ".deleted", ".certificates"]
+    );
+    assert_eq!(names.len(), 65);
     assert_eq!(store.calls("list_pages"), 3);
     assert_eq!(store.calls("get"), 0);
     // Inside list_ttl: free.
@@ -1067,4 +1070,116 @@ async fn the_inode_table_forgets_what_the_kernel_forgets() {
     // Looking the name up again gives an inode (a new one for a forgotten name).
     let again = fs.lookup(ROOT_INO, "kept").await.expect("lookup again");
     assert_ne!(again.attr.ino, ino, "numbers are never reused");
+}
+
+/// A self-signed P-256 certificate with its key, as the PEM a certificate's secret holds.
+fn certificate_pem(cn: &str) -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = rcgen::CertificateParams::new(vec![cn.to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    format!("{}{}", key.serialize_pem(), cert.pem())
+}
+
+async fn read_ino(fs: &SecretFs, ino: u64) -> Result<Vec<u8>, FsError> {
+    let opened = fs.open(ino, READ).await?;
+    let data = fs.read(opened.fh, 0, 1 << 20).await?;
+    fs.release(opened.fh).await?;
+    Ok(data.to_vec())
+}
+
+#[tokio::test]
+async fn certificates_show_their_files_from_one_get_of_the_backing_secret() {
+    use crate::fs::inode::CERTIFICATES_DIR_INO;
+    let (store, fs) = setup(config());
+    let pem = certificate_pem("web.test");
+    store.seed_certificate("Web", &pem, "application/x-pem-file");
+    store.seed("plain", "x", &[]);
+    let fh = fs.opendir(CERTIFICATES_DIR_INO).expect("opendir");
+    let names: Vec<String> = fs
+        .readdir(CERTIFICATES_DIR_INO, fh, 0)
+        .await
+        .expect("readdir")
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(names, [".", "..", "Web"]);
+    assert_eq!(store.calls("list_certificates"), 1);
+    let dir = fs.lookup(CERTIFICATES_DIR_INO, "web").await.expect("dir");
+    assert_eq!(dir.attr.kind, FileKind::Directory);
+    let fh = fs.opendir(dir.attr.ino).expect("opendir");
+    let files: Vec<String> = fs
+        .readdir(dir.attr.ino, fh, 0)
+        .await
+        .expect("readdir")
+        .iter()
+        .skip(2)
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "cert.pem",
+            "chain.pem",
+            "fullchain.pem",
+            "key.pem",
+            "bundle.pem",
+            "Web.pfx"
+        ]
+    );
+    let key = fs.lookup(dir.attr.ino, "key.pem").await.expect("key");
+    assert_eq!(key.attr.perm, 0o400);
+    let key_text = read_ino(&fs, key.attr.ino).await.expect("read key");
+    assert_eq!(key.attr.size, key_text.len() as u64);
+    assert!(key_text.starts_with(b"-----BEGIN PRIVATE KEY-----\n"));
+    let cert = fs.lookup(dir.attr.ino, "cert.pem").await.expect("cert");
+    let cert_text = read_ino(&fs, cert.attr.ino).await.expect("read cert");
+    assert!(pem.ends_with(std::str::from_utf8(&cert_text).expect("text")));
+    let pfx = fs.lookup(dir.attr.ino, "web.PFX").await;
+    assert!(matches!(pfx, Err(FsError::NotFound { .. })));
+    let pfx = fs.lookup(dir.attr.ino, "web.pfx").await.expect("pfx");
+    assert!(pfx.attr.size > 0);
+    assert_eq!(store.calls("get"), 1, "every file from one get");
+    // Read-only.
+    let write = fs.open(key.attr.ino, WRITE).await;
+    assert!(matches!(write, Err(FsError::ReadOnly { .. })), "{write:?}");
+    assert!(matches!(
+        fs.unlink(dir.attr.ino, "key.pem").await,
+        Err(FsError::ReadOnly { .. })
+    ));
+    assert!(matches!(
+        fs.create(dir.attr.ino, "new.pem", WRITE).await,
+        Err(FsError::ReadOnly { .. })
+    ));
+    // A plain secret is no certificate.
+    assert!(fs.lookup(CERTIFICATES_DIR_INO, "plain").await.is_err());
+    // The backing secret stays a plain file too.
+    assert_eq!(read_all(&fs, "Web").await.expect("read"), pem.as_bytes());
+}
+
+#[tokio::test]
+async fn a_certificate_without_its_key_has_no_key_or_bundle() {
+    use crate::fs::inode::CERTIFICATES_DIR_INO;
+    let (store, fs) = setup(config());
+    let pem = certificate_pem("nokey.test");
+    let certs_only = &pem[pem.find("-----BEGIN CERTIFICATE").expect("cert")..];
+    store.seed_certificate("nokey", certs_only, "application/x-pem-file");
+    store.seed_certificate("broken", "not base64 %%", "application/x-pkcs12");
+    let dir = fs.lookup(CERTIFICATES_DIR_INO, "nokey").await.expect("dir");
+    assert!(matches!(
+        fs.lookup(dir.attr.ino, "key.pem").await,
+        Err(FsError::NotFound { .. })
+    ));
+    assert!(fs.lookup(dir.attr.ino, "bundle.pem").await.is_err());
+    assert!(fs.lookup(dir.attr.ino, "fullchain.pem").await.is_ok());
+    // An unreadable secret: EIO, not a panic.
+    let dir = fs
+        .lookup(CERTIFICATES_DIR_INO, "broken")
+        .await
+        .expect("dir");
+    assert!(matches!(
+        fs.lookup(dir.attr.ino, "cert.pem").await,
+        Err(FsError::Unavailable { .. })
+    ));
 }

@@ -16,6 +16,7 @@ use toml::Spanned;
 use super::formats::Format;
 use super::names::NameConvention;
 use super::template::Template;
+use crate::certificate_files::Part;
 use crate::vault::model::{is_valid_secret_name, secret_name_problem};
 
 /// A config refused: `FILE:LINE: reason` (`FILE: reason` when no line applies).
@@ -78,7 +79,8 @@ struct RawVault {
 }
 
 /// A `[[file]]` or `[[dir]]` table: one model, so both carry exactly these keys; the keys a
-/// `[[dir]]` does not take (`secret`, `template`, `template_file`, `format`, `group`) are refused
+/// `[[dir]]` does not take (`secret`, `template`, `template_file`, `format`, `certificate`,
+/// `part`, `group`) are refused
 /// by [`Checker::dir`] with the line.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
@@ -88,6 +90,8 @@ struct RawEntry {
     template: Option<Spanned<String>>,
     template_file: Option<Spanned<String>>,
     format: Option<Spanned<String>>,
+    certificate: Option<Spanned<String>>,
+    part: Option<Spanned<String>>,
     select: Option<Spanned<RawSelect>>,
     names: Option<Spanned<String>>,
     uid: Option<Spanned<RawScalar>>,
@@ -230,6 +234,9 @@ pub enum EntryKind {
         select: Selection,
         names: NameConvention,
     },
+    /// `[[file]]` with `certificate` and `part` (read-only): one file of a certificate, made
+    /// from its backing secret (SPEC §10).
+    Certificate { name: String, part: Part },
     /// `[[dir]]`: one file per selected secret, named by the convention.
     Dir {
         select: Selection,
@@ -808,6 +815,7 @@ impl Checker<'_> {
             ("template", r.template.is_some()),
             ("template_file", r.template_file.is_some()),
             ("format", r.format.is_some()),
+            ("certificate", r.certificate.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
@@ -816,7 +824,7 @@ impl Checker<'_> {
             return self.error(
                 &span,
                 format!(
-                    "[[file]] {:?} needs exactly one of secret, template, template_file or format{}",
+                    "[[file]] {:?} needs exactly one of secret, template, template_file, format or certificate{}",
                     r.path.get_ref(),
                     if sources.is_empty() {
                         String::new()
@@ -838,6 +846,16 @@ impl Checker<'_> {
                     );
                 }
             }
+        }
+        if let (Some(part), None) = (&r.part, &r.certificate) {
+            return self.error(
+                &part.span(),
+                format!(
+                    "part only goes with certificate; {:?} is a {} file",
+                    r.path.get_ref(),
+                    sources[0]
+                ),
+            );
         }
         let always_read_only = r.secret.is_none();
         let read_only = match &r.read_only {
@@ -924,6 +942,8 @@ impl Checker<'_> {
                 template,
                 source: shown,
             }
+        } else if let Some(c) = &r.certificate {
+            self.certificate(r, c)?
         } else if let Some(fmt) = &r.format {
             let format = Format::parse(fmt.get_ref()).map_or_else(
                 || {
@@ -948,6 +968,51 @@ impl Checker<'_> {
         self.entry(r, defaults, read_only, group, kind)
     }
 
+    /// `certificate = "NAME"` with its `part`.
+    fn certificate(&self, r: &RawEntry, c: &Spanned<String>) -> Result<EntryKind, ConfigError> {
+        if let Some(problem) = secret_name_problem(c.get_ref()) {
+            return self.error(
+                &c.span(),
+                format!("certificate = {:?}: {problem}", c.get_ref()),
+            );
+        }
+        let parts = "cert, chain, fullchain, key, bundle or pfx";
+        let Some(part) = &r.part else {
+            return self.error(
+                &c.span(),
+                format!(
+                    "[[file]] {:?}: certificate needs part = {parts}",
+                    r.path.get_ref()
+                ),
+            );
+        };
+        let Some(parsed) = Part::parse(part.get_ref()) else {
+            return self.error(
+                &part.span(),
+                format!("part = {:?}: not one of {parts}", part.get_ref()),
+            );
+        };
+        // A hook watches what a file shows; certificate files are not watched (yet).
+        for (key, span) in [
+            ("on_change", r.on_change.as_ref().map(Spanned::span)),
+            ("signal", r.signal.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                return self.error(
+                    &span,
+                    format!(
+                        "{key}: a certificate file takes no hook yet; its files change on the \
+                         next read after --cache-ttl (or SIGHUP to akvfs): reload the server then"
+                    ),
+                );
+            }
+        }
+        Ok(EntryKind::Certificate {
+            name: c.get_ref().clone(),
+            part: parsed,
+        })
+    }
+
     fn dir(&self, d: &Spanned<RawEntry>, defaults: &Defaults) -> Result<Entry, ConfigError> {
         let r = d.get_ref();
         for (key, span) in [
@@ -955,6 +1020,8 @@ impl Checker<'_> {
             ("template", r.template.as_ref().map(Spanned::span)),
             ("template_file", r.template_file.as_ref().map(Spanned::span)),
             ("format", r.format.as_ref().map(Spanned::span)),
+            ("certificate", r.certificate.as_ref().map(Spanned::span)),
+            ("part", r.part.as_ref().map(Spanned::span)),
             ("group", r.group.as_ref().map(Spanned::span)),
             ("on_change", r.on_change.as_ref().map(Spanned::span)),
             ("signal", r.signal.as_ref().map(Spanned::span)),
@@ -1254,6 +1321,57 @@ names = "aspnet"
         refused_with(
             "[defaults]\nmode = 0o440\n",
             "app.toml:2: mode must be a quoted octal string",
+        );
+    }
+
+    #[test]
+    fn certificate_files_name_a_certificate_and_a_part() {
+        let p = parse(
+            "[[file]]\npath = \"nginx/tls.crt\"\ncertificate = \"web\"\npart = \"fullchain\"\n\
+             [[file]]\npath = \"nginx/tls.key\"\ncertificate = \"web\"\npart = \"key\"\nmode = \"0400\"\n",
+        )
+        .expect("valid");
+        let key = &p.entries["nginx/tls.key"];
+        assert!(key.read_only);
+        assert_eq!(key.mode, Some(0o400));
+        assert!(
+            matches!(&key.kind, EntryKind::Certificate { name, part: Part::Key } if name == "web")
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ncertificate = \"web\"\npart = \"crt\"\n",
+            "app.toml:4: part = \"crt\": not one of cert, chain, fullchain, key, bundle or pfx",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ncertificate = \"web\"\n",
+            "app.toml:3: [[file]] \"a\": certificate needs part =",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\nsecret = \"web\"\npart = \"key\"\n",
+            "app.toml:4: part only goes with certificate",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ncertificate = \"web\"\nsecret = \"web\"\npart = \"key\"\n",
+            "app.toml:1: [[file]] \"a\" needs exactly one of secret, template, template_file, format or certificate (has secret, certificate)",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ncertificate = \"web_tls\"\npart = \"key\"\n",
+            "app.toml:3: certificate = \"web_tls\":",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ncertificate = \"web\"\npart = \"key\"\nread_only = false\n",
+            "app.toml:5: read_only = false: \"a\" is a certificate file, always read-only",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ncertificate = \"web\"\npart = \"key\"\ngroup = \"g\"\n",
+            "app.toml:5: group: only secret files form groups",
+        );
+        refused_with(
+            "[[file]]\npath = \"a\"\ncertificate = \"web\"\npart = \"key\"\non_change = \"true\"\n",
+            "app.toml:5: on_change: a certificate file takes no hook yet",
+        );
+        refused_with(
+            "[[dir]]\npath = \"d\"\ncertificate = \"web\"\n",
+            "app.toml:3: certificate: not a key of [[dir]]",
         );
     }
 

@@ -17,7 +17,8 @@
 //! | `[defaults]` | `mode` | octal string (`"0440"`), no setuid/setgid/sticky bit (default: the mount's `--file-mode`) |
 //! | `[vault]` | `path` | where the vault's own layout appears (absent: not shown) |
 //! | `[[file]]` | `path` | relative, `/`-separated, no empty, `.` or `..` component, no NUL; parents become directories |
-//! | `[[file]]` | `secret` \| `template` \| `template_file` \| `format` | exactly one: the secret's own file; a template (inline, or read from a file relative to the config's directory); a built-in format |
+//! | `[[file]]` | `secret` \| `template` \| `template_file` \| `format` \| `certificate` | exactly one: the secret's own file; a template (inline, or read from a file relative to the config's directory); a built-in format; a certificate's file (SPEC §10) |
+//! | `[[file]]` | `part` | with `certificate` only (and required there): `cert` (leaf), `chain` (the other certificates, stored order), `fullchain` (leaf + chain), `key` (PKCS#8; absent without an exportable key), `bundle` (key, leaf, chain), `pfx` (PKCS#12, no password); read-only, no `group` or hook |
 //! | `[[file]]` | `select`, `names` | with `format` only: `{ prefix = "…" }`, `{ names = [...] }` or `{ tag = "k=v" }` (default every secret); the name convention (default `same`) |
 //! | `[[file]]` | `uid`, `gid`, `mode` | as `[defaults]`, for this file |
 //! | `[[file]]` | `group` | §9: files of one group change together |

@@ -70,6 +70,19 @@ pub struct CertificateItem {
     pub x5t: Option<String>,
 }
 
+impl CertificateItem {
+    /// The certificate's name, from an id `https://HOST/certificates/NAME[/VERSION]`.
+    pub fn name(&self) -> Option<String> {
+        let url = url::Url::parse(self.id.as_deref()?).ok()?;
+        let mut segments = url.path_segments()?.filter(|s| !s.is_empty());
+        if segments.next()? != "certificates" {
+            return None;
+        }
+        let name = segments.next()?.to_owned();
+        segments.nth(1).is_none().then_some(name)
+    }
+}
+
 /// One entry of `GET /deletedcertificates`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -235,6 +248,27 @@ pub struct CertificateUpdateParameters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_names_come_from_their_ids() {
+        let item = |id: &str| CertificateItem {
+            id: Some(id.to_owned()),
+            ..Default::default()
+        };
+        assert_eq!(
+            item("https://kv.vault.azure.net/certificates/web-tls").name(),
+            Some("web-tls".into())
+        );
+        assert_eq!(
+            item("https://kv.vault.azure.net/certificates/web/0123abcd").name(),
+            Some("web".into())
+        );
+        assert_eq!(item("https://kv.vault.azure.net/secrets/web").name(), None);
+        assert_eq!(
+            item("https://kv.vault.azure.net/certificates/a/b/c").name(),
+            None
+        );
+    }
 
     #[test]
     fn policy_field_names_are_the_services() {

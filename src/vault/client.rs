@@ -31,6 +31,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::auth::{AccessToken, TokenCredential, TokenRequest};
+use super::certificate_model::{CertificateBundle, CertificateImportParameters, CertificateItem};
 use super::challenge::{is_loopback_host, origin, HttpChallenge};
 use super::model::{
     DeletedSecretBundle, DeletedSecretItem, KeyVaultErrorBody, ListPage, SecretBundle, SecretItem,
@@ -491,6 +492,20 @@ impl SecretClient {
         Ok(())
     }
 
+    /// `POST /certificates/{name}/import`: a new version of certificate `name` from a PFX
+    /// (base64) or PEM. Not used by the mount (which only reads); for scripts and tests that
+    /// act as another client of the vault.
+    pub async fn import_certificate(
+        &self,
+        name: &str,
+        parameters: &CertificateImportParameters,
+    ) -> Result<CertificateBundle, VaultError> {
+        check_name(name)?;
+        let url = self.url(&["certificates", name, "import"])?;
+        let body = json_body(parameters, name)?;
+        self.call(Method::POST, url, Some(body), name).await
+    }
+
     /// GET `first`, then every `nextLink` until it is null.
     async fn list_all<T: DeserializeOwned + Default>(
         &self,
@@ -702,6 +717,11 @@ impl SecretStore for SecretClient {
     async fn list_deleted_secrets(&self) -> Result<Vec<DeletedSecretItem>, VaultError> {
         let url = self.url(&["deletedsecrets"])?;
         self.list_all(url, "(deleted secrets list)").await
+    }
+
+    async fn list_certificates(&self) -> Result<Vec<CertificateItem>, VaultError> {
+        let url = self.url(&["certificates"])?;
+        self.list_all(url, "(certificates list)").await
     }
 
     async fn get_deleted_secret(&self, name: &str) -> Result<DeletedSecretBundle, VaultError> {

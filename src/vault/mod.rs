@@ -11,6 +11,7 @@ pub mod poll;
 
 use async_trait::async_trait;
 
+use certificate_model::CertificateItem;
 pub use error::VaultError;
 use model::{
     DeletedSecretBundle, DeletedSecretItem, SecretBundle, SecretItem, SecretSetParameters,
@@ -56,6 +57,10 @@ pub trait SecretStore: Send + Sync + 'static {
 
     /// `GET /deletedsecrets`, following `nextLink` until it is null.
     async fn list_deleted_secrets(&self) -> Result<Vec<DeletedSecretItem>, VaultError>;
+
+    /// `GET /certificates`, following `nextLink` until it is null: the certificates, whose
+    /// key and chain are the secret of the same name.
+    async fn list_certificates(&self) -> Result<Vec<CertificateItem>, VaultError>;
 
     /// `GET /deletedsecrets/{name}`.
     async fn get_deleted_secret(&self, name: &str) -> Result<DeletedSecretBundle, VaultError>;

@@ -209,7 +209,7 @@ impl SecretFs {
         Ok(())
     }
 
-    fn register_file(
+    pub(super) fn register_file(
         &self,
         ino: u64,
         name: &str,
@@ -242,7 +242,7 @@ impl SecretFs {
             .ok_or(FsError::BadHandle { fh })
     }
 
-    fn snapshot(data: Arc<SecretData>, follow: bool) -> impl FnOnce(u64) -> Body {
+    pub(super) fn snapshot(data: Arc<SecretData>, follow: bool) -> impl FnOnce(u64) -> Body {
         move |_| Body::Snapshot {
             data: Mutex::new(data),
             follow,
@@ -268,6 +268,12 @@ impl SecretFs {
             }
             NodeKey::Secret(secret_key) => self.open_secret(ino, secret_key, &name, mode).await,
             NodeKey::Scratch(scratch_name) => self.open_scratch(&scratch_name, mode),
+            NodeKey::CertificatesDir | NodeKey::CertificateDir(_) => {
+                Err(FsError::IsADirectory { name })
+            }
+            NodeKey::CertificateFile(_, part) => {
+                self.open_certificate_file(ino, &name, part, mode).await
+            }
             NodeKey::Version(_, version) => {
                 if mode.write || mode.truncate {
                     return Err(read_only("old versions"));
@@ -500,6 +506,9 @@ impl SecretFs {
         let (parent_key, parent_name) = self.node(parent)?;
         match parent_key {
             NodeKey::Root => {}
+            NodeKey::CertificatesDir | NodeKey::CertificateDir(_) => {
+                return Err(self.certificates_read_only(name))
+            }
             NodeKey::Secret(_)
             | NodeKey::Version(..)
             | NodeKey::Deleted(_)

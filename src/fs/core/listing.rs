@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::*;
+use crate::fs::inode::{CERTIFICATES_DIR_INO, CERTIFICATES_DIR_NAME};
 
 impl SecretFs {
     // ----- directories ------------------------------------------------------------------
@@ -14,7 +15,8 @@ impl SecretFs {
             NodeKey::Secret(_)
             | NodeKey::Version(..)
             | NodeKey::Deleted(_)
-            | NodeKey::Scratch(_) => Err(FsError::NotADirectory { name }),
+            | NodeKey::Scratch(_)
+            | NodeKey::CertificateFile(..) => Err(FsError::NotADirectory { name }),
             _ => {
                 let fh = self.new_fh();
                 self.dirs.lock().insert(fh, None);
@@ -67,6 +69,11 @@ impl SecretFs {
                     DELETED_DIR_INO,
                     FileKind::Directory,
                     DELETED_DIR_NAME.into(),
+                ));
+                names.push((
+                    CERTIFICATES_DIR_INO,
+                    FileKind::Directory,
+                    CERTIFICATES_DIR_NAME.into(),
                 ));
                 let listing = self.load_listing().await?;
                 let positions = listing
@@ -160,10 +167,14 @@ impl SecretFs {
                     names.push((ino, FileKind::File, listed.name.clone()));
                 }
             }
+            NodeKey::CertificatesDir | NodeKey::CertificateDir(_) => {
+                self.list_certificates_dir(&key, &name, &mut names).await?;
+            }
             NodeKey::Secret(_)
             | NodeKey::Version(..)
             | NodeKey::Deleted(_)
-            | NodeKey::Scratch(_) => return Err(FsError::NotADirectory { name }),
+            | NodeKey::Scratch(_)
+            | NodeKey::CertificateFile(..) => return Err(FsError::NotADirectory { name }),
         }
         Ok(DirEntry::numbered(names))
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::*;
+use crate::fs::inode::CERTIFICATES_DIR_NAME;
 
 impl SecretFs {
     // ----- lookup and getattr -----------------------------------------------------------
@@ -63,6 +64,7 @@ impl SecretFs {
             NodeKey::Root => match name {
                 VERSIONS_DIR_NAME => Ok(self.dir_entry(VERSIONS_DIR_INO, false)),
                 DELETED_DIR_NAME => Ok(self.dir_entry(DELETED_DIR_INO, true)),
+                CERTIFICATES_DIR_NAME => Ok(self.certificates_dir_entry()),
                 // Scratch files first: a tool's temporary file may have a valid secret name.
                 _ if self.scratch.lock().contains_key(name) || !is_valid_secret_name(name) => {
                     let scratch = self.scratch.lock().get(name).cloned();
@@ -120,10 +122,15 @@ impl SecretFs {
                     .ino_for(NodeKey::Deleted(name.to_ascii_lowercase()), &listed.name);
                 Ok(self.deleted_entry(ino, listed))
             }
+            NodeKey::CertificatesDir | NodeKey::CertificateDir(_) => {
+                self.resolve_certificate(&parent_key, &parent_name, name)
+                    .await
+            }
             NodeKey::Secret(_)
             | NodeKey::Version(..)
             | NodeKey::Deleted(_)
-            | NodeKey::Scratch(_) => Err(FsError::NotADirectory { name: parent_name }),
+            | NodeKey::Scratch(_)
+            | NodeKey::CertificateFile(..) => Err(FsError::NotADirectory { name: parent_name }),
         }
     }
 
@@ -281,6 +288,14 @@ impl SecretFs {
                     .ok_or(FsError::NotFound { name })
             }
             NodeKey::Version(_, version) => self.version_entry(ino, &name, &version).await,
+            NodeKey::CertificatesDir => Ok(self.certificates_dir_entry()),
+            NodeKey::CertificateDir(_) => {
+                let listed = self.listed_certificate(&name).await?;
+                Ok(self.certificate_dir_entry(ino, &listed))
+            }
+            NodeKey::CertificateFile(_, part) => {
+                self.certificate_file_entry(ino, &name, part).await
+            }
             NodeKey::Deleted(_) => {
                 let listing = self.load_deleted_listing().await?;
                 let listed = listing

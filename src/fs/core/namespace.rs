@@ -19,6 +19,9 @@ impl SecretFs {
         match parent_key {
             NodeKey::Root => {}
             NodeKey::DeletedDir => return self.purge(name).await,
+            NodeKey::CertificatesDir | NodeKey::CertificateDir(_) => {
+                return Err(self.certificates_read_only(name))
+            }
             NodeKey::VersionsDir | NodeKey::VersionsOf(_) => {
                 return Err(FsError::NotPermitted {
                     name: format!("{parent_name}/{name}"),
@@ -137,6 +140,9 @@ impl SecretFs {
     ) -> Result<(), FsError> {
         let (from_dir, _) = self.node(parent)?;
         let (to_dir, _) = self.node(new_parent)?;
+        if Self::is_certificates_node(&from_dir) || Self::is_certificates_node(&to_dir) {
+            return Err(self.certificates_read_only(name));
+        }
         if to_dir != NodeKey::Root {
             return Err(FsError::NotPermitted {
                 name: new_name.to_owned(),

@@ -33,6 +33,7 @@ impl SecretFs {
         self.check_writable(name)?;
         match self.node(ino)?.0 {
             NodeKey::Secret(_) => Ok(()),
+            key if Self::is_certificates_node(&key) => Err(self.certificates_read_only(name)),
             _ => Err(FsError::NotPermitted {
                 name: name.to_owned(),
                 reason: "old versions are read-only".into(),

@@ -14,7 +14,10 @@ impl SecretFs {
         changes: SetAttr,
     ) -> Result<Entry, FsError> {
         let current = self.getattr(ino).await?;
-        let (_, name) = self.node(ino)?;
+        let (key, name) = self.node(ino)?;
+        if Self::is_certificates_node(&key) && (changes.size.is_some() || changes.mtime.is_some()) {
+            return Err(self.certificates_read_only(&name));
+        }
         let owner_change = changes.uid.is_some_and(|uid| uid != current.attr.uid)
             || changes.gid.is_some_and(|gid| gid != current.attr.gid);
         let mode_change = changes

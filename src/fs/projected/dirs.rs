@@ -117,7 +117,9 @@ impl ProjectedFs {
                                 }
                                 FileKind::File
                             }
-                            EntryKind::Template { .. } | EntryKind::Format { .. } => FileKind::File,
+                            EntryKind::Template { .. }
+                            | EntryKind::Format { .. }
+                            | EntryKind::Certificate { .. } => FileKind::File,
                         },
                     };
                     let child_ino = tree.nodes.lock().ino_for(TreeKey::Path(child));

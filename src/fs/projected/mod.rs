@@ -20,6 +20,7 @@
 //! directories; [`render`] renders templates and formats; [`groups`] publishes groups and runs
 //! hooks.
 
+mod certificates;
 mod dirs;
 mod groups;
 mod render;
@@ -314,6 +315,15 @@ impl ProjectedFs {
                 let shown = self.published(tree, group, path).await?;
                 Ok((rendered_entry(ino, &shown, *looks, tree.mounted_at), None))
             }
+            Resolved::Certificate {
+                path,
+                certificate,
+                part,
+                looks,
+            } => {
+                let file = self.certificate_file(path, certificate, *part).await?;
+                Ok((rendered_entry(ino, &file, *looks, tree.mounted_at), None))
+            }
         }
     }
 
@@ -427,9 +437,10 @@ impl ProjectedFs {
                 let entry = self.vault.setattr(inner, fh, rest).await?;
                 Ok(dressed(entry, ino, *looks, self.config().read_only))
             }
-            (Resolved::Rendered { .. } | Resolved::Grouped { .. }, _)
-                if rest.size.is_some() || rest.mtime.is_some() =>
-            {
+            (
+                Resolved::Rendered { .. } | Resolved::Grouped { .. } | Resolved::Certificate { .. },
+                _,
+            ) if rest.size.is_some() || rest.mtime.is_some() => {
                 Err(FsError::ReadOnly { name: path })
             }
             _ if rest.size.is_some() || rest.mtime.is_some() => {
@@ -537,6 +548,30 @@ impl ProjectedFs {
                 }
                 let rendered = self.render(tree, &path, &entry).await?;
                 let content = Arc::new(Zeroizing::new(rendered.content.to_vec()));
+                let fh = tree.new_fh();
+                tree.handles
+                    .lock()
+                    .insert(fh, TreeHandle::Rendered(content));
+                Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                })
+            }
+            (
+                Resolved::Certificate {
+                    path,
+                    certificate,
+                    part,
+                    ..
+                },
+                _,
+            ) => {
+                if writes {
+                    return Err(FsError::ReadOnly { name: path });
+                }
+                let file = self.certificate_file(&path, &certificate, part).await?;
+                let content = Arc::new(Zeroizing::new(file.content.to_vec()));
                 let fh = tree.new_fh();
                 tree.handles
                     .lock()

@@ -40,6 +40,13 @@ pub(super) enum Resolved {
         entry: projection::Entry,
         looks: Looks,
     },
+    /// A certificate's file (`certificate` + `part`): read-only, made from its backing secret.
+    Certificate {
+        path: String,
+        certificate: String,
+        part: crate::certificate_files::Part,
+        looks: Looks,
+    },
     /// A `[[dir]]` directory.
     ConventionDir {
         path: String,
@@ -54,6 +61,7 @@ impl Resolved {
             | Resolved::Secret { path, .. }
             | Resolved::Grouped { path, .. }
             | Resolved::Rendered { path, .. }
+            | Resolved::Certificate { path, .. }
             | Resolved::ConventionDir { path, .. } => path.clone(),
             Resolved::Vault => "the vault's own layout".into(),
         }
@@ -62,9 +70,9 @@ impl Resolved {
     /// Why a node other than a secret's own file cannot be created, removed or written.
     pub(super) fn unchangeable(&self) -> FsError {
         match self {
-            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
-                FsError::ReadOnly { name: path.clone() }
-            }
+            Resolved::Rendered { path, .. }
+            | Resolved::Grouped { path, .. }
+            | Resolved::Certificate { path, .. } => FsError::ReadOnly { name: path.clone() },
             _ => FsError::IsADirectory { name: self.path() },
         }
     }
@@ -72,9 +80,9 @@ impl Resolved {
     /// Why a property change is refused on a node that is not a secret's file.
     pub(super) fn refusal(&self) -> FsError {
         match self {
-            Resolved::Rendered { path, .. } | Resolved::Grouped { path, .. } => {
-                FsError::ReadOnly { name: path.clone() }
-            }
+            Resolved::Rendered { path, .. }
+            | Resolved::Grouped { path, .. }
+            | Resolved::Certificate { path, .. } => FsError::ReadOnly { name: path.clone() },
             _ => FsError::NotPermitted {
                 name: self.path(),
                 reason: "directories of a projected tree have no properties".into(),
@@ -196,6 +204,12 @@ impl Tree {
                     EntryKind::Dir { .. } => Resolved::ConventionDir {
                         path: path.clone(),
                         entry: entry.clone(),
+                    },
+                    EntryKind::Certificate { name, part } => Resolved::Certificate {
+                        path: path.clone(),
+                        certificate: name.clone(),
+                        part: *part,
+                        looks: looks(entry, default_mode),
                     },
                 }),
             },
