@@ -473,3 +473,71 @@ mode = "0400"
         nginx.error_log()
     );
 }
+
+/// With the refresh and a hook on the certificate file, a new version imported by another
+/// client reaches nginx by itself: the hook reloads it.
+#[test]
+fn a_hook_on_a_projected_certificate_reloads_nginx_when_a_new_version_is_imported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = dir.path().join("web.toml");
+    let files = "[[file]]\npath = \"nginx/tls.crt\"\ncertificate = \"web-tls\"\npart = \"fullchain\"\nmode = \"0444\"\n\
+                 [[file]]\npath = \"nginx/tls.key\"\ncertificate = \"web-tls\"\npart = \"key\"\nmode = \"0400\"\n";
+    std::fs::write(&config, files).expect("write config");
+    let first = Chain::make(&dir.path().join("v1"), Alg::Ec, "v1");
+    let second = Chain::make(&dir.path().join("v2"), Alg::Rsa, "v2");
+    let config_arg = config.display().to_string();
+    let m = LocalMount::start_in(dir, &["--config", &config_arg, "--refresh", "1s"]);
+    import(&m, "web-tls", &first.pfx_base64(), Some("pw"), PKCS12, true);
+    let (crt, key) = (m.path("nginx/tls.crt"), m.path("nginx/tls.key"));
+    let nginx = Nginx::start(&crt, &key);
+    assert_eq!(
+        nginx.served_fingerprint(),
+        sha256_fingerprint(first.text("leaf.pem").as_bytes())
+    );
+    // The hook needs this nginx's command line: give the running mount the config (SIGHUP).
+    let hooked = files.replacen(
+        "mode = \"0444\"\n",
+        &format!(
+            "mode = \"0444\"\non_change = \"{}\"\n",
+            nginx
+                .reload_command()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        ),
+        1,
+    );
+    std::fs::write(&config, hooked).expect("write config");
+    let pid = m.pid().expect("pid");
+    // SAFETY: kill(2) on the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !m.log_text().contains("config re-read") {
+        assert!(std::time::Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Let the watcher note what the file shows now, then another client imports a new version.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    import(
+        &m,
+        "web-tls",
+        &second.pfx_base64(),
+        Some("pw"),
+        PKCS12,
+        true,
+    );
+    nginx.wait_for_fingerprint(&sha256_fingerprint(second.text("leaf.pem").as_bytes()));
+    let out = nginx.curl(&second.path("root.pem"));
+    assert!(
+        out.status.success(),
+        "curl after the rotation: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        nginx.error_log()
+    );
+    assert_eq!(
+        m.log_text().matches("on change: command ran").count(),
+        1,
+        "{}",
+        m.log_text()
+    );
+}

@@ -992,21 +992,6 @@ impl Checker<'_> {
                 format!("part = {:?}: not one of {parts}", part.get_ref()),
             );
         };
-        // A hook watches what a file shows; certificate files are not watched (yet).
-        for (key, span) in [
-            ("on_change", r.on_change.as_ref().map(Spanned::span)),
-            ("signal", r.signal.as_ref().map(Spanned::span)),
-        ] {
-            if let Some(span) = span {
-                return self.error(
-                    &span,
-                    format!(
-                        "{key}: a certificate file takes no hook yet; its files change on the \
-                         next read after --cache-ttl (or SIGHUP to akvfs): reload the server then"
-                    ),
-                );
-            }
-        }
         Ok(EntryKind::Certificate {
             name: c.get_ref().clone(),
             part: parsed,
@@ -1365,10 +1350,12 @@ names = "aspnet"
             "[[file]]\npath = \"a\"\ncertificate = \"web\"\npart = \"key\"\ngroup = \"g\"\n",
             "app.toml:5: group: only secret files form groups",
         );
-        refused_with(
+        // A certificate's files change together (one secret version): a hook on one is enough.
+        let p = parse(
             "[[file]]\npath = \"a\"\ncertificate = \"web\"\npart = \"key\"\non_change = \"true\"\n",
-            "app.toml:5: on_change: a certificate file takes no hook yet",
-        );
+        )
+        .expect("a hook on a certificate file");
+        assert!(p.entries["a"].on_change.is_some());
         refused_with(
             "[[dir]]\npath = \"d\"\ncertificate = \"web\"\n",
             "app.toml:3: certificate: not a key of [[dir]]",

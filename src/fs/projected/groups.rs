@@ -11,8 +11,8 @@
 //! A handle opened earlier keeps the content it opened.
 //!
 //! Files with their own hook (`on_change`, or `signal` + `pid_file`, on a `[[file]]` outside a
-//! group) are watched too: a secret's file by its version, a template or format file by the
-//! versions its render read.
+//! group) are watched too: a secret's or a certificate's file by its secret's version, a
+//! template or format file by the versions its render read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -206,7 +206,11 @@ impl ProjectedFs {
             return;
         };
         let now = match &resolved {
-            Resolved::Secret { secret, .. } => match self.vault.current_value(secret).await {
+            Resolved::Secret { secret, .. }
+            | Resolved::Certificate {
+                certificate: secret,
+                ..
+            } => match self.vault.current_value(secret).await {
                 Ok(data) => data.and_then(|d| d.version.clone()),
                 Err(_) => return,
             },
