@@ -120,7 +120,7 @@ fn the_refresh_costs_list_pages_and_one_get_per_changed_secret_whatever_the_read
 
 #[test]
 fn a_throttled_refresh_waits_longer_each_time_then_resumes() {
-    let m = LocalMount::start(&["--refresh", "1s"]);
+    let m = LocalMount::start(&["--refresh", "1s", "--cache-ttl", "1s"]);
     m.other_set("one", "1");
     assert_eq!(std::fs::read_to_string(m.path("one")).expect("read"), "1");
     next_walk(&m);
@@ -145,6 +145,7 @@ fn a_throttled_refresh_waits_longer_each_time_then_resumes() {
             })
             .collect()
     };
+    m.reset_counters();
     let deadline = Instant::now() + Duration::from_secs(60);
     while throttled(&m).len() < 2 {
         assert!(
@@ -152,12 +153,17 @@ fn a_throttled_refresh_waits_longer_each_time_then_resumes() {
             "no backoff logged:\n{}",
             m.log_text()
         );
+        // Readers keep reading from the cache: they do not take the throttled refresh's place.
+        assert_eq!(std::fs::read_to_string(m.path("one")).expect("read"), "1");
         std::thread::sleep(Duration::from_millis(200));
     }
     let backoffs = throttled(&m);
     assert_eq!(&backoffs[..2], &[2, 4], "the wait doubles: {backoffs:?}");
-    // Reads keep working from the cache meanwhile.
-    assert_eq!(std::fs::read_to_string(m.path("one")).expect("read"), "1");
+    assert_eq!(
+        m.calls("get_secret"),
+        0,
+        "no get while the refresh is throttled"
+    );
     m.block_on(m.admin().clear_faults()).expect("clear faults");
     let before = walks(&m);
     let deadline = Instant::now() + Duration::from_secs(60);

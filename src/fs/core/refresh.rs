@@ -34,6 +34,10 @@ pub struct Revalidation {
 /// of the vault's budget from readers.
 const REFRESH_CONCURRENCY: usize = 4;
 
+/// How long a walk in progress keeps cached values served at least (the default request
+/// deadline, retries included).
+const WALK_GRACE: Duration = Duration::from_secs(30);
+
 /// A walk refused with 429 waits this many intervals more each time, up to the cap.
 const MAX_BACKOFF_INTERVALS: u32 = 8;
 
@@ -58,6 +62,9 @@ fn unchanged(data: &SecretData, listed: &ListedSecret) -> bool {
 impl SecretFs {
     /// One revalidation walk. Values confirmed by it stay fresh for `fresh_for`.
     pub async fn revalidate(&self, fresh_for: Duration) -> Result<Revalidation, FsError> {
+        // What is cached stays served while this walk runs (a throttled listing, retried as
+        // `Retry-After` says, can take a while): the walk itself says which values changed.
+        self.keep_cached_values(fresh_for.max(WALK_GRACE));
         let items = self
             .store
             .list_properties_of_secrets()
@@ -154,6 +161,18 @@ impl SecretFs {
         Ok(report)
     }
 
+    /// Keep every cached value fresh for `fresh_for` from now (the refresh is throttled: until
+    /// it can confirm them, a get per value would only make the throttling worse). Answers how
+    /// many.
+    fn keep_cached_values(&self, fresh_for: Duration) -> usize {
+        self.values
+            .keys()
+            .into_iter()
+            .filter(|(key, holds_value)| *holds_value && is_valid_secret_name(key))
+            .filter(|(key, _)| self.values.renew(key, fresh_for, |_| true))
+            .count()
+    }
+
     /// A secret the listing no longer shows: the kernel forgets what it cached of its file.
     fn forget_gone(&self, key: &str) {
         let ino = self.inodes.lock().lookup(&NodeKey::Secret(key.to_owned()));
@@ -202,9 +221,13 @@ impl SecretFs {
                     }
                     Err(FsError::Throttled { .. }) => {
                         backoff = (backoff * 2).min(MAX_BACKOFF_INTERVALS);
+                        // While the refresh holds back, readers must not take its place: what
+                        // is cached stays served until the next walk is due.
+                        let kept = fs.keep_cached_values(interval * backoff + interval / 2);
                         warn!(
                             backoff_intervals = backoff,
-                            "the vault throttles the refresh; waiting longer"
+                            kept,
+                            "the vault throttles the refresh; waiting longer, serving what is cached"
                         );
                     }
                     Err(error) => warn!(%error, "refresh failed; cached values expire as usual"),
