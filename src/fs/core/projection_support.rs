@@ -4,8 +4,12 @@
 //! `--cache-size` like the values they were made from.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::*;
+
+/// How long a rendered file's text is kept at most (its inputs are checked at each use).
+const RENDERED_VALIDITY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Rendered files live in the values cache under a key no secret name can have.
 fn rendered_key(path: &str) -> String {
@@ -72,9 +76,14 @@ impl SecretFs {
         data.content = content;
         data.attributes.updated = updated;
         let key = rendered_key(path);
-        self.values
+        let kept = self
+            .values
             .insert(&key, Some(data))
-            .unwrap_or_else(|| Arc::new(SecretData::empty(path)))
+            .unwrap_or_else(|| Arc::new(SecretData::empty(path)));
+        // Valid while its inputs are unchanged, which the caller checks at each use: it must
+        // not expire (and be swept) with the values' TTL, only go when the cache is full.
+        self.values.renew(&key, RENDERED_VALIDITY, |_| true);
+        kept
     }
 
     /// A rendered file's content as last kept, if the cache still holds it (fresh or not: the

@@ -39,6 +39,7 @@ use zeroize::Zeroizing;
 
 use self::resolve::{Looks, Resolved};
 use self::tree::{TreeKey, TreeNodes};
+use super::core::SecretData;
 use super::{
     Attr, DirEntry, Entry, FileKind, FsConfig, FsError, KernelNotifier, OpenMode, Opened, SecretFs,
     SetAttr, XattrSet, ROOT_INO,
@@ -304,26 +305,28 @@ impl ProjectedFs {
                     }
                 }
             }
-            Resolved::Rendered { path, entry, looks } => {
-                let rendered = self.render(tree, path, entry).await?;
-                Ok((
-                    rendered_entry(ino, &rendered, *looks, tree.mounted_at),
-                    None,
-                ))
-            }
-            Resolved::Grouped { path, group, looks } => {
-                let shown = self.published(tree, group, path).await?;
+            Resolved::Rendered { looks, .. }
+            | Resolved::Grouped { looks, .. }
+            | Resolved::Certificate { looks, .. } => {
+                let shown = self.shown(tree, resolved).await?;
                 Ok((rendered_entry(ino, &shown, *looks, tree.mounted_at), None))
             }
+        }
+    }
+
+    /// What a file the tree makes shows now: a render, a group's published version, a
+    /// certificate's part. (Not for other nodes.)
+    async fn shown(&self, tree: &Tree, resolved: &Resolved) -> Result<Arc<SecretData>, FsError> {
+        match resolved {
+            Resolved::Rendered { path, entry, .. } => self.render(tree, path, entry).await,
+            Resolved::Grouped { path, group, .. } => self.published(tree, group, path).await,
             Resolved::Certificate {
                 path,
                 certificate,
                 part,
-                looks,
-            } => {
-                let file = self.certificate_file(path, certificate, *part).await?;
-                Ok((rendered_entry(ino, &file, *looks, tree.mounted_at), None))
-            }
+                ..
+            } => self.certificate_file(path, certificate, *part).await,
+            other => Err(other.unchangeable()),
         }
     }
 
@@ -526,52 +529,17 @@ impl ProjectedFs {
                 }
                 self.vault.open(inner, mode).await
             }
-            (Resolved::Grouped { path, group, .. }, _) => {
-                if writes {
-                    return Err(FsError::ReadOnly { name: path });
-                }
-                let shown = self.published(tree, &group, &path).await?;
-                let content = Arc::new(Zeroizing::new(shown.content.to_vec()));
-                let fh = tree.new_fh();
-                tree.handles
-                    .lock()
-                    .insert(fh, TreeHandle::Rendered(content));
-                Ok(Opened {
-                    fh,
-                    keep_cache: false,
-                    direct_io: true,
-                })
-            }
-            (Resolved::Rendered { path, entry, .. }, _) => {
-                if writes {
-                    return Err(FsError::ReadOnly { name: path });
-                }
-                let rendered = self.render(tree, &path, &entry).await?;
-                let content = Arc::new(Zeroizing::new(rendered.content.to_vec()));
-                let fh = tree.new_fh();
-                tree.handles
-                    .lock()
-                    .insert(fh, TreeHandle::Rendered(content));
-                Ok(Opened {
-                    fh,
-                    keep_cache: false,
-                    direct_io: true,
-                })
-            }
             (
-                Resolved::Certificate {
-                    path,
-                    certificate,
-                    part,
-                    ..
-                },
+                resolved @ (Resolved::Rendered { .. }
+                | Resolved::Grouped { .. }
+                | Resolved::Certificate { .. }),
                 _,
             ) => {
                 if writes {
-                    return Err(FsError::ReadOnly { name: path });
+                    return Err(resolved.unchangeable());
                 }
-                let file = self.certificate_file(&path, &certificate, part).await?;
-                let content = Arc::new(Zeroizing::new(file.content.to_vec()));
+                let shown = self.shown(tree, &resolved).await?;
+                let content = Arc::new(Zeroizing::new(shown.content.to_vec()));
                 let fh = tree.new_fh();
                 tree.handles
                     .lock()
