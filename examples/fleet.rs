@@ -225,6 +225,8 @@ fn main() -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let reads = Arc::new(AtomicU64::new(0));
+    // Nodes that have read every secret once without an error: the start-up loads are over.
+    let ready = Arc::new(AtomicU64::new(0));
     let seen: Vec<Seen> = (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let interval_arg = humantime::format_duration(args.interval).to_string();
 
@@ -255,20 +257,27 @@ fn main() -> Result<()> {
                 mountpoint: Some(mnt.clone()),
             });
             wait_until("a mount", Duration::from_secs(60), || is_mountpoint(&mnt))?;
-            let (stop, errors, reads, names, seen) = (
+            let (stop, errors, reads, names, seen, ready) = (
                 stop.clone(),
                 errors.clone(),
                 reads.clone(),
                 names.clone(),
                 seen[i].clone(),
+                ready.clone(),
             );
             readers.push(std::thread::spawn(move || {
                 let mut last = vec![0u64; names.len()];
+                let mut counted = false;
                 while !stop.load(Ordering::SeqCst) {
                     let started = Instant::now();
+                    let mut all_read = true;
                     for (k, secret) in names.iter().enumerate() {
                         let read = std::fs::read_to_string(mnt.join(secret)).ok();
-                        note(read, k, &mut last, &seen, &reads, &errors);
+                        all_read &= note(read, k, &mut last, &seen, &reads, &errors);
+                    }
+                    if all_read && !counted {
+                        counted = true;
+                        ready.fetch_add(1, Ordering::SeqCst);
                     }
                     std::thread::sleep(read_period.saturating_sub(started.elapsed()));
                 }
@@ -285,12 +294,13 @@ fn main() -> Result<()> {
                 },
             );
             fs.start_refresh(rt.handle(), args.interval);
-            let (stop, errors, reads, names, seen) = (
+            let (stop, errors, reads, names, seen, ready) = (
                 stop.clone(),
                 errors.clone(),
                 reads.clone(),
                 names.clone(),
                 seen[i].clone(),
+                ready.clone(),
             );
             let node = fs.clone();
             nodes.push(fs);
@@ -302,11 +312,17 @@ fn main() -> Result<()> {
                         let offset = read_period.mul_f64((i as f64 * 0.618_034) % 1.0);
                         tokio::time::sleep(offset).await;
                         let mut last = vec![0u64; names.len()];
+                        let mut counted = false;
                         while !stop.load(Ordering::SeqCst) {
                             let started = Instant::now();
+                            let mut all_read = true;
                             for (k, secret) in names.iter().enumerate() {
                                 let read = read_in_process(&node, secret).await.ok();
-                                note(read, k, &mut last, &seen, &reads, &errors);
+                                all_read &= note(read, k, &mut last, &seen, &reads, &errors);
+                            }
+                            if all_read && !counted {
+                                counted = true;
+                                ready.fetch_add(1, Ordering::SeqCst);
                             }
                             tokio::time::sleep(read_period.saturating_sub(started.elapsed())).await;
                         }
@@ -318,10 +334,13 @@ fn main() -> Result<()> {
 
     // Every node has read every secret once, and one refresh has passed (it reads again the
     // values read in the second they were set): the loads are behind us; count from here.
-    wait_until("every node's first reads", Duration::from_secs(600), || {
-        reads.load(Ordering::Relaxed) >= (n * args.secrets) as u64
+    wait_until("every node's first reads", Duration::from_secs(900), || {
+        ready.load(Ordering::SeqCst) >= n as u64
     })?;
     std::thread::sleep(args.interval + args.interval / 5);
+    // Reads and errors count from here, with the vault's operations.
+    reads.store(0, Ordering::SeqCst);
+    errors.store(0, Ordering::SeqCst);
     rt.block_on(admin.reset_counters())?;
     let started = Instant::now();
     let mut windows: Vec<Counters> = Vec::new();
@@ -470,6 +489,7 @@ fn difference(now: &Counters, before: &Counters) -> Counters {
 }
 
 /// A node's read of secret `k` (`None`: it failed): counted, and a new generation noted.
+/// Answers whether it was read.
 fn note(
     read: Option<String>,
     k: usize,
@@ -477,10 +497,10 @@ fn note(
     seen: &Seen,
     reads: &AtomicU64,
     errors: &AtomicU64,
-) {
+) -> bool {
     let Some(value) = read else {
         errors.fetch_add(1, Ordering::Relaxed);
-        return;
+        return false;
     };
     reads.fetch_add(1, Ordering::Relaxed);
     let g = generation(&value);
@@ -488,6 +508,7 @@ fn note(
         last[k] = g;
         seen.lock().push((k, g, Instant::now()));
     }
+    true
 }
 
 /// One read of `/NAME` through the filesystem core, as the kernel would ask it.
