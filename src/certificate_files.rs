@@ -196,7 +196,15 @@ fn read_pkcs12(bytes: Zeroizing<Vec<u8>>) -> Result<CertificateMaterial, Materia
     })
 }
 
-fn read_pem(text: &[u8]) -> Result<CertificateMaterial, MaterialError> {
+/// The certificates of a PEM text, in order, and its first private key as PKCS#8 (an RSA
+/// PKCS#1 key is wrapped; an EC key in SEC1 form is `KeyForm`). Shared by the mount and the
+/// local vault's import.
+pub struct PemContents {
+    pub key: Option<Zeroizing<Vec<u8>>>,
+    pub certs: Vec<Vec<u8>>,
+}
+
+pub fn read_pem_contents(text: &[u8]) -> Result<PemContents, MaterialError> {
     use rustls_pemfile::Item;
     let mut reader = text;
     let mut key: Option<Zeroizing<Vec<u8>>> = None;
@@ -219,6 +227,11 @@ fn read_pem(text: &[u8]) -> Result<CertificateMaterial, MaterialError> {
             _ => {}
         }
     }
+    Ok(PemContents { key, certs })
+}
+
+fn read_pem(text: &[u8]) -> Result<CertificateMaterial, MaterialError> {
+    let PemContents { key, certs } = read_pem_contents(text)?;
     let mut certs = certs.into_iter();
     let leaf = certs.next().ok_or(MaterialError::NoCertificate)?;
     Ok(CertificateMaterial {

@@ -1,8 +1,9 @@
 //! akvfs: an Azure Key Vault's secrets as files.
 //!
 //! Layers (dependencies point one way):
-//! `cli → app → mount → fuse → fs → cache`, `fs → vault`, `local_vault → vault::model`; `fs` and `projection` share the pure
-//! [`certificate_files`] (a certificate's backing secret as PEM and PFX files).
+//! `cli → app → mount → fuse → fs → cache`, `fs → vault`, `local_vault → vault::model`; `fs`,
+//! `projection` and `local_vault` share the pure [`certificate_files`] (certificate material:
+//! a backing secret as PEM and PFX files, PEM texts read).
 
 pub mod app;
 pub mod cache;

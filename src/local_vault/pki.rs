@@ -12,8 +12,10 @@ use base64::Engine;
 use p12_keystore::{
     EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, Pkcs12ImportPolicy, PrivateKeyChain,
 };
-use pkcs8::der::{Decode, Encode};
+use pkcs8::der::Decode;
 use zeroize::Zeroizing;
+
+use crate::certificate_files::{read_pem_contents, PemContents};
 
 /// `contentType` of a PFX-backed certificate's secret (base64 of the PKCS#12 bytes).
 pub const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
@@ -105,27 +107,10 @@ fn read_pkcs12(bytes: &[u8], password: &str) -> Result<Material, MaterialError> 
 }
 
 fn read_pem(text: &[u8], password: Option<&str>) -> Result<Material, MaterialError> {
-    use rustls_pemfile::Item;
-    let mut reader = text;
-    let mut key: Option<Zeroizing<Vec<u8>>> = None;
-    let mut chain = Vec::new();
-    loop {
-        let item = match rustls_pemfile::read_one(&mut reader) {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(_) => return Err(MaterialError::Pem),
-        };
-        match item {
-            Item::X509Certificate(der) => chain.push(der.as_ref().to_vec()),
-            Item::Pkcs8Key(k) if key.is_none() => {
-                key = Some(Zeroizing::new(k.secret_pkcs8_der().to_vec()));
-            }
-            Item::Pkcs1Key(k) if key.is_none() => {
-                key = Some(pkcs1_to_pkcs8(k.secret_pkcs1_der())?);
-            }
-            _ => {}
-        }
-    }
+    let PemContents {
+        mut key,
+        certs: chain,
+    } = read_pem_contents(text).map_err(|_| MaterialError::Pem)?;
     if key.is_none() {
         key = encrypted_pem_key(text, password)?;
     }
@@ -155,22 +140,6 @@ fn encrypted_pem_key(
         .decrypt(password.unwrap_or("").as_bytes())
         .map_err(|_| MaterialError::Pem)?;
     Ok(Some(Zeroizing::new(document.as_bytes().to_vec())))
-}
-
-/// `RSA PRIVATE KEY` (PKCS#1) wrapped as PKCS#8, which the service's PEM export uses.
-fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Result<Zeroizing<Vec<u8>>, MaterialError> {
-    use pkcs8::der::asn1::{Null, OctetStringRef};
-    use pkcs8::spki::AlgorithmIdentifier;
-    let rsa = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-    let algorithm = AlgorithmIdentifier {
-        oid: rsa,
-        parameters: Some(pkcs8::der::AnyRef::from(Null)),
-    };
-    let private_key = OctetStringRef::new(pkcs1).map_err(|_| MaterialError::Pem)?;
-    let info = pkcs8::PrivateKeyInfoRef::new(algorithm, private_key);
-    info.to_der()
-        .map(Zeroizing::new)
-        .map_err(|_| MaterialError::Pem)
 }
 
 /// The leaf certificate's public key must be the private key's, as the service checks.
