@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::json_response;
 use super::render::Render;
 use super::secrets::{blocking, check_tags, read_json, Paging};
+use super::{json_response, purge_protected};
 use crate::local_vault::error::ApiError;
 use crate::local_vault::pki::{self, CONTENT_TYPE_PEM, CONTENT_TYPE_PKCS12};
 use crate::local_vault::store::{
@@ -259,15 +259,7 @@ pub(super) async fn handle(
         }
         CertOp::Purge(name) => {
             if st.config.purge_protection {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    format!(
-                        "Operation \"purge\" is not allowed because purge protection is enabled \
-                         for this vault. Key Vault service will automatically purge it after the \
-                         retention period has passed. Certificate: {name}"
-                    ),
-                ));
+                return Err(purge_protected("Certificate", &name));
             }
             blocking(st, move |s| s.purge_deleted_certificate(&name, now)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())

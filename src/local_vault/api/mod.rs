@@ -274,6 +274,20 @@ fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The service's refusal to purge `name` (a `Secret` or `Certificate`) in a vault with purge
+/// protection.
+fn purge_protected(kind: &str, name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!(
+            "Operation \"purge\" is not allowed because purge protection is enabled for this \
+             vault. Key Vault service will automatically purge it after the retention period has \
+             passed. {kind}: {name}"
+        ),
+    )
+}
+
 fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (status, bytes).into_response(),

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 
 use super::backup::{open_backup, seal_backup};
 use super::render::Render;
-use super::{json_response, query_get, query_pairs, request_host, VaultOp, MAX_BODY_BYTES};
+use super::{
+    json_response, purge_protected, query_get, query_pairs, request_host, VaultOp, MAX_BODY_BYTES,
+};
 use crate::local_vault::auth::{self, Claims};
 use crate::local_vault::error::ApiError;
 use crate::local_vault::store::{NewVersion, Now, VersionUpdate};
@@ -268,15 +270,7 @@ pub(super) async fn vault_op(
         }
         VaultOp::Purge(name) => {
             if st.config.purge_protection {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    format!(
-                        "Operation \"purge\" is not allowed because purge protection is enabled \
-                         for this vault. Key Vault service will automatically purge it after the \
-                         retention period has passed. Secret: {name}"
-                    ),
-                ));
+                return Err(purge_protected("Secret", &name));
             }
             blocking(st, move |s| s.purge(&name, now)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
