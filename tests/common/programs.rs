@@ -312,11 +312,20 @@ http {{
     /// workers take over from the old ones in their own time.
     pub fn wait_for_fingerprint(&self, fingerprint: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        // Old workers may still accept a connection or two after the first new handshake:
+        // nginx serves the new certificate once several handshakes in a row show it.
+        let mut in_a_row = 0;
         loop {
             let served = self.served_fingerprint();
             if served == fingerprint {
-                return;
+                in_a_row += 1;
+                if in_a_row == 3 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
+            in_a_row = 0;
             assert!(
                 Instant::now() < deadline,
                 "nginx still serves {served}, not {fingerprint}; error log:\n{}",
