@@ -18,6 +18,10 @@ use zeroize::Zeroizing;
 pub const CONTENT_TYPE_PKCS12: &str = "application/x-pkcs12";
 /// `contentType` of a PEM-backed certificate's secret (key, then certificates).
 pub const CONTENT_TYPE_PEM: &str = "application/x-pem-file";
+/// Not a secret's: marks the DER of a leaf alone, the certificate's `cer`, read when the
+/// principal may get the certificate but not its secret. Only `cert.pem` comes from it (the
+/// chain and the key are in the secret).
+pub const CONTENT_TYPE_LEAF_ONLY: &str = "application/pkix-cert";
 
 /// One file of a certificate's directory, and the `part` of a projection entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,6 +122,9 @@ pub struct CertificateMaterial {
     chain: Vec<Vec<u8>>,
     /// The archive itself, when the secret is one (the service's have no password).
     pfx: Option<Zeroizing<Vec<u8>>>,
+    /// Whether this is the leaf alone (the certificate's `cer`, not its secret): then the
+    /// chain is unknown and only `cert.pem` is there.
+    leaf_only: bool,
 }
 
 impl std::fmt::Debug for CertificateMaterial {
@@ -125,18 +132,21 @@ impl std::fmt::Debug for CertificateMaterial {
         f.debug_struct("CertificateMaterial")
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("chain", &self.chain.len())
+            .field("leaf_only", &self.leaf_only)
             .finish()
     }
 }
 
 /// Read a backing secret's `value` by its `content_type` (either of the two above; another or
-/// none: PEM when it looks like PEM, else base64 PKCS#12).
+/// none: PEM when it looks like PEM, else base64 PKCS#12), or the leaf's DER alone
+/// ([`CONTENT_TYPE_LEAF_ONLY`]).
 pub fn read(
     value: &[u8],
     content_type: Option<&str>,
 ) -> Result<CertificateMaterial, MaterialError> {
     let looks_pem = value.trim_ascii_start().starts_with(b"-----BEGIN");
     match content_type {
+        Some(CONTENT_TYPE_LEAF_ONLY) => read_leaf_der(value),
         Some(CONTENT_TYPE_PEM) => read_pem(value),
         Some(CONTENT_TYPE_PKCS12) => read_pkcs12_base64(value),
         _ if looks_pem => read_pem(value),
@@ -193,6 +203,7 @@ fn read_pkcs12(bytes: Zeroizing<Vec<u8>>) -> Result<CertificateMaterial, Materia
         leaf,
         chain,
         pfx: Some(bytes),
+        leaf_only: false,
     })
 }
 
@@ -230,6 +241,17 @@ pub fn read_pem_contents(text: &[u8]) -> Result<PemContents, MaterialError> {
     Ok(PemContents { key, certs })
 }
 
+fn read_leaf_der(der: &[u8]) -> Result<CertificateMaterial, MaterialError> {
+    p12_keystore::Certificate::from_der(der).map_err(|_| MaterialError::NoCertificate)?;
+    Ok(CertificateMaterial {
+        key: None,
+        leaf: der.to_vec(),
+        chain: Vec::new(),
+        pfx: None,
+        leaf_only: true,
+    })
+}
+
 fn read_pem(text: &[u8]) -> Result<CertificateMaterial, MaterialError> {
     let PemContents { key, certs } = read_pem_contents(text)?;
     let mut certs = certs.into_iter();
@@ -239,6 +261,7 @@ fn read_pem(text: &[u8]) -> Result<CertificateMaterial, MaterialError> {
         leaf,
         chain: certs.collect(),
         pfx: None,
+        leaf_only: false,
     })
 }
 
@@ -276,15 +299,31 @@ impl CertificateMaterial {
         self.key.is_some()
     }
 
-    /// The parts this certificate has, in listing order.
-    pub fn parts(&self) -> impl Iterator<Item = Part> + '_ {
-        Part::ALL
-            .into_iter()
-            .filter(|p| !p.needs_key() || self.has_key())
+    /// Whether the certificate has file `part`: all but the key's when the key is not
+    /// exportable, only `cert.pem` when this is the leaf alone.
+    pub fn has(&self, part: Part) -> bool {
+        if self.leaf_only {
+            return part == Part::Cert;
+        }
+        !part.needs_key() || self.has_key()
     }
 
-    /// The content of `part`; `Ok(None)` when the certificate has no such part (no key).
+    /// The parts this certificate has, in listing order.
+    pub fn parts(&self) -> impl Iterator<Item = Part> + '_ {
+        Part::ALL.into_iter().filter(|p| self.has(*p))
+    }
+
+    /// DER of the leaf certificate.
+    pub fn leaf_der(&self) -> &[u8] {
+        &self.leaf
+    }
+
+    /// The content of `part`; `Ok(None)` when the certificate has no such part (see
+    /// [`CertificateMaterial::has`]).
     pub fn part(&self, part: Part) -> Result<Option<Zeroizing<Vec<u8>>>, MaterialError> {
+        if !self.has(part) {
+            return Ok(None);
+        }
         const CERT: &str = "CERTIFICATE";
         let chain = self.chain.iter().map(|der| (CERT, der.as_slice()));
         let leaf = std::iter::once((CERT, self.leaf.as_slice()));

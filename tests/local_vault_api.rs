@@ -743,6 +743,116 @@ async fn principals_without_permission_get_forbidden_by_policy() {
     assert_eq!(reader_vault.get("/secrets").await.0, 403);
 }
 
+/// A principal given `certificates/…` permissions (an access policy for certificates of its
+/// own, as in the service) gets the certificate but not its secret unless it also holds the
+/// secrets `get`; one given none holds its secret permissions for certificates too.
+#[tokio::test]
+async fn certificate_permissions_govern_certificates_and_secret_permissions_their_secret() {
+    let tv = TestVault::start().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["perm.test".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let pem = format!("{}{}", key.serialize_pem(), cert.pem());
+    let import = json!({
+        "value": pem,
+        "policy": { "secret_props": { "contentType": "application/x-pem-file" } }
+    });
+    let (s, _) = tv
+        .post("/certificates/perm/import", Some(import.clone()))
+        .await;
+    assert_eq!(s, 200);
+    let as_principal = |permissions: &'static [&'static str]| {
+        let tv = &tv;
+        async move {
+            let p = tv
+                .admin()
+                .create_principal(permissions)
+                .await
+                .expect("principal");
+            let mut env = tv.vault.env().clone();
+            env.client_id = p.client_id.clone();
+            env.client_secret = p.client_secret.clone();
+            get_token(&tv.http, &env, tv.vault.vault_url()).await
+        }
+    };
+    let call = |token: String, method: Method, path: &'static str, body: Option<Value>| {
+        let tv = &tv;
+        async move {
+            let mut req = tv.http.request(method, tv.url(path)).bearer_auth(token);
+            if let Some(body) = body {
+                req = req.json(&body);
+            }
+            let resp = req.send().await.expect("send");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let message = |body: &Value| body["error"]["message"].as_str().unwrap_or("").to_owned();
+
+    let reader = as_principal(&["list", "certificates/get", "certificates/list"]).await;
+    let (s, body) = call(reader.clone(), Method::GET, "/certificates/perm", None).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body["cer"].as_str().is_some_and(|c| !c.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        call(reader.clone(), Method::GET, "/certificates", None)
+            .await
+            .0,
+        200
+    );
+    let (s, body) = call(reader.clone(), Method::GET, "/secrets/perm", None).await;
+    assert_eq!(s, 403);
+    assert_eq!(error_code(&body), ("Forbidden", Some("ForbiddenByPolicy")));
+    assert!(message(&body).contains("secrets get permission"), "{body}");
+    let (s, body) = call(
+        reader.clone(),
+        Method::POST,
+        "/certificates/other/import",
+        Some(import.clone()),
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert!(
+        message(&body).contains("certificates import permission"),
+        "{body}"
+    );
+    let (s, body) = call(reader.clone(), Method::DELETE, "/certificates/perm", None).await;
+    assert_eq!(s, 403);
+    assert!(
+        message(&body).contains("certificates delete permission"),
+        "{body}"
+    );
+
+    // Without certificate permissions of its own, the secret permissions cover certificates.
+    let secrets_only = as_principal(&["get"]).await;
+    assert_eq!(
+        call(
+            secrets_only.clone(),
+            Method::GET,
+            "/certificates/perm",
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(secrets_only, Method::GET, "/secrets/perm", None)
+            .await
+            .0,
+        200
+    );
+
+    // An unknown certificate permission is refused, naming it.
+    let refused = tv.admin().create_principal(&["certificates/fly"]).await;
+    let error = refused.expect_err("unknown permission").to_string();
+    assert!(error.contains("certificates/fly"), "{error}");
+}
+
 #[tokio::test]
 async fn counters_count_every_request_by_operation_and_status() {
     let tv = TestVault::start().await;

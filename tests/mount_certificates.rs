@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::programs::{sha256_fingerprint, Nginx};
-use common::{need_tool, sh, sh_ok, LocalMount};
+use common::{env_credential, need_tool, sh, sh_ok, LocalMount, UrlMount};
 
 use akvfs::secret_value::SecretValue;
 use akvfs::vault::certificate_model::{
@@ -374,6 +374,98 @@ fn a_certificate_whose_key_is_not_exportable_has_no_key_or_bundle() {
     assert_eq!(
         subject_of(&chain.dir, &m.path(".certificates/sealed/cert.pem")),
         "CN=localhost"
+    );
+}
+
+/// A principal that may get certificates but not secrets (an access policy with certificate
+/// permissions only, as often given to TLS terminators that need no key) sees `cert.pem` alone,
+/// made from the certificate's `cer`: the key, the chain and the archive are only in the
+/// secret. The secret is asked once, the certificate once, whatever is read.
+#[test]
+fn a_principal_that_may_get_the_certificate_but_not_its_secret_sees_cert_pem_alone() {
+    let vault = LocalMount::start(&[]);
+    let chain = Chain::make(&vault.dir.path().join("pub"), Alg::Rsa, "pub");
+    import(
+        &vault,
+        "public-only",
+        &chain.pfx_base64(),
+        Some("pw"),
+        PKCS12,
+        true,
+    );
+    let principal = vault
+        .block_on(vault.admin().create_principal(&[
+            "list",
+            "certificates/get",
+            "certificates/list",
+        ]))
+        .expect("principal");
+    let ca = vault.env.ca_file.display().to_string();
+    let m = UrlMount::start(
+        &vault.env.vault_url,
+        &["--ca-file", &ca, "--auth", "env", "--cache-ttl", "60s"],
+        &env_credential(
+            &vault.env,
+            &principal.client_id,
+            principal.client_secret.expose(),
+        ),
+    );
+    vault.reset_counters();
+    let dir = m.path(".certificates/public-only");
+    assert_eq!(sh_ok(&dir, "ls"), "cert.pem\n");
+    for _ in 0..3 {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cert.pem")).expect("cert.pem"),
+            chain.text("leaf.pem"),
+            "cert.pem is the leaf, byte for byte"
+        );
+    }
+    let meta = std::fs::metadata(dir.join("cert.pem")).expect("stat");
+    assert_eq!(
+        meta.len(),
+        chain.text("leaf.pem").len() as u64,
+        "exact size"
+    );
+    assert_eq!(
+        subject_of(&chain.dir, &dir.join("cert.pem")),
+        "CN=localhost"
+    );
+    for absent in [
+        "key.pem",
+        "bundle.pem",
+        "chain.pem",
+        "fullchain.pem",
+        "public-only.pfx",
+    ] {
+        let out = sh(&dir, &format!("cat {absent}"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("No such file"),
+            "{absent}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let c = vault.counters();
+    assert_eq!(
+        c.count_status("get_secret", 403),
+        1,
+        "the secret asked once"
+    );
+    assert_eq!(c.count_status("get_secret", 200), 0);
+    assert_eq!(
+        c.count_status("get_certificate", 200),
+        1,
+        "the certificate once"
+    );
+    // The secret's own file says what the vault said.
+    let out = sh(&m.mountpoint, "cat public-only");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        m.log_text().contains("only cert.pem is shown"),
+        "the fallback is logged"
     );
 }
 

@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use parking_lot::Mutex;
 
-use crate::certificate_files::{CONTENT_TYPE_PEM, CONTENT_TYPE_PKCS12};
+use crate::certificate_files::{self, CONTENT_TYPE_PEM, CONTENT_TYPE_PKCS12};
 use crate::secret_value::SecretValue;
-use crate::vault::certificate_model::CertificateItem;
+use crate::vault::certificate_model::{CertificateBundle, CertificateItem};
 use crate::vault::model::{
     is_valid_secret_name, value_within_service_limit, DeletedSecretBundle, DeletedSecretItem,
     SecretAttributes, SecretBundle, SecretItem, SecretSetParameters, SecretUpdateParameters,
@@ -45,6 +47,9 @@ pub struct MemoryStore {
     get_delay: Mutex<Duration>,
     /// Extra delay on gets of one secret (lower-cased name).
     slow_secrets: Mutex<HashMap<String, Duration>>,
+    /// Secrets (lower-cased names) whose gets answer 403, as for a principal without the
+    /// secrets `get` permission.
+    forbidden_secrets: Mutex<Vec<String>>,
 }
 
 fn now() -> i64 {
@@ -78,6 +83,14 @@ impl MemoryStore {
 
     pub fn set_get_delay(&self, delay: Duration) {
         *self.get_delay.lock() = delay;
+    }
+
+    /// Gets of secret `name` answer 403 `ForbiddenByPolicy` from now on (certificates stay
+    /// readable through `get_certificate`).
+    pub fn forbid_secret(&self, name: &str) {
+        self.forbidden_secrets
+            .lock()
+            .push(name.to_ascii_lowercase());
     }
 
     pub fn set_slow_secret(&self, name: &str, delay: Duration) {
@@ -256,6 +269,16 @@ impl SecretStore for MemoryStore {
     ) -> Result<SecretBundle, VaultError> {
         self.count("get")?;
         check_name(name)?;
+        if self
+            .forbidden_secrets
+            .lock()
+            .contains(&name.to_ascii_lowercase())
+        {
+            return Err(VaultError::Forbidden {
+                name: name.to_owned(),
+                message: "no secrets get permission".into(),
+            });
+        }
         let slow = self
             .slow_secrets
             .lock()
@@ -422,6 +445,36 @@ impl SecretStore for MemoryStore {
                 })
             })
             .collect())
+    }
+
+    async fn get_certificate(&self, name: &str) -> Result<CertificateBundle, VaultError> {
+        self.count("get_certificate")?;
+        check_name(name)?;
+        let secrets = self.secrets.lock();
+        let (secret, latest) = secrets
+            .get(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted_date.is_none())
+            .and_then(|s| Some((s, s.versions.last().filter(|v| is_certificate(v))?)))
+            .ok_or_else(|| not_found(name))?;
+        let material = certificate_files::read(
+            latest.value.expose().as_bytes(),
+            latest.content_type.as_deref(),
+        )
+        .map_err(|error| VaultError::InvalidResponse {
+            name: name.to_owned(),
+            message: error.to_string(),
+        })?;
+        Ok(CertificateBundle {
+            id: Some(format!(
+                "{HOST}/certificates/{}/{}",
+                secret.name, latest.version
+            )),
+            sid: Some(format!("{HOST}/secrets/{}/{}", secret.name, latest.version)),
+            cer: Some(STANDARD.encode(material.leaf_der())),
+            attributes: Some(latest.attributes.clone()),
+            tags: latest.tags.clone(),
+            ..CertificateBundle::default()
+        })
     }
 
     async fn get_deleted_secret(&self, name: &str) -> Result<DeletedSecretBundle, VaultError> {

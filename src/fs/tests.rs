@@ -1183,3 +1183,82 @@ async fn a_certificate_without_its_key_has_no_key_or_bundle() {
         Err(FsError::Unavailable { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_certificate_whose_secret_is_forbidden_shows_its_leaf_alone() {
+    use crate::fs::inode::CERTIFICATES_DIR_INO;
+    let (store, fs) = setup(config());
+    let pem = certificate_pem("leaf.test");
+    store.seed_certificate("Leaf", &pem, "application/x-pem-file");
+    store.forbid_secret("leaf");
+    let dir = fs.lookup(CERTIFICATES_DIR_INO, "leaf").await.expect("dir");
+    let fh = fs.opendir(dir.attr.ino).expect("opendir");
+    let files: Vec<String> = fs
+        .readdir(dir.attr.ino, fh, 0)
+        .await
+        .expect("readdir")
+        .iter()
+        .skip(2)
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(
+        files,
+        ["cert.pem"],
+        "only the leaf is known without the secret"
+    );
+    let cert = fs.lookup(dir.attr.ino, "cert.pem").await.expect("cert");
+    let cert_text = read_ino(&fs, cert.attr.ino).await.expect("read cert");
+    assert_eq!(cert.attr.size, cert_text.len() as u64);
+    assert!(cert_text.starts_with(b"-----BEGIN CERTIFICATE-----\n"));
+    assert!(pem.ends_with(std::str::from_utf8(&cert_text).expect("text")));
+    for absent in [
+        "key.pem",
+        "bundle.pem",
+        "chain.pem",
+        "fullchain.pem",
+        "Leaf.pfx",
+    ] {
+        assert!(
+            matches!(
+                fs.lookup(dir.attr.ino, absent).await,
+                Err(FsError::NotFound { .. })
+            ),
+            "{absent}"
+        );
+    }
+    // Refused once, then the certificate answers until the TTL: no get per file.
+    assert_eq!(store.calls("get"), 1);
+    assert_eq!(store.calls("get_certificate"), 1);
+    // The secret's own file stays forbidden.
+    assert!(matches!(
+        read_all(&fs, "Leaf").await,
+        Err(FsError::AccessDenied { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_forbidden_secret_without_a_certificate_stays_forbidden() {
+    use crate::fs::inode::CERTIFICATES_DIR_INO;
+    let (store, fs) = setup(config());
+    store.seed_certificate(
+        "gone",
+        &certificate_pem("gone.test"),
+        "application/x-pem-file",
+    );
+    let dir = fs.lookup(CERTIFICATES_DIR_INO, "gone").await.expect("dir");
+    // Deleted since it was listed, and its secret forbidden: the 403 is what the file says.
+    crate::vault::SecretStore::delete_secret(&*store, "gone")
+        .await
+        .expect("delete");
+    store.forbid_secret("gone");
+    let result = fs.lookup(dir.attr.ino, "cert.pem").await;
+    assert!(
+        matches!(result, Err(FsError::AccessDenied { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        store.calls("get_certificate"),
+        1,
+        "the certificate was asked"
+    );
+}

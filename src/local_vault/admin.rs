@@ -12,7 +12,7 @@
 //! | `POST /_akvfs/reset` | | wipe every secret, live and deleted |
 //! | `POST /_akvfs/paging` | [`PagingControl`] | answer list pages up to 3 items short (as the service sometimes does), or full again |
 //! | `POST /_akvfs/seed` | [`SeedRequest`] | set `count` secrets `{prefix}{i:05}` = `value` in one transaction (not counted, not throttled) |
-//! | `POST /_akvfs/principals` | `{"permissions":["get",…]}` | add a principal; answers [`NewPrincipal`] |
+//! | `POST /_akvfs/principals` | `{"permissions":["get","certificates/get",…]}` | add a principal; answers [`NewPrincipal`] |
 //! | `POST /_akvfs/principals/certificates` | [`ClientCertificateRequest`] | register a certificate for a principal's client assertions (in memory) |
 //! | `POST /_akvfs/federated-token` | [`FederatedTokenRequest`] | mint a workload identity token of this vault's OIDC issuer; answers [`FederatedToken`] |
 //!
@@ -341,7 +341,9 @@ impl AdminClient {
     }
 
     /// Add a principal with these secret permissions (`get`, `list`, `set`, `delete`, `recover`,
-    /// `backup`, `restore`, `purge`).
+    /// `backup`, `restore`, `purge`) and certificate permissions (`certificates/get`, `…/list`,
+    /// `…/import`, `…/update`, `…/delete`, `…/recover`, `…/purge`; without any, the secret
+    /// permissions cover certificates).
     pub async fn create_principal(
         &self,
         permissions: &[&str],

@@ -29,6 +29,24 @@ pub const ALL_PERMISSIONS: [&str; 8] = [
     "get", "list", "set", "delete", "recover", "backup", "restore", "purge",
 ];
 
+/// The certificate permissions of an access policy that the local vault checks, each given to a
+/// principal as `certificates/NAME`. A principal given none of them holds its secret
+/// permissions for certificates too (`import` and `update` as `set`).
+pub const CERTIFICATE_PERMISSIONS: [&str; 7] = [
+    "get", "list", "import", "update", "delete", "recover", "purge",
+];
+
+/// The prefix of a certificate permission in a principal's list.
+pub const CERTIFICATE_PERMISSION_PREFIX: &str = "certificates/";
+
+/// Whether `permission` names a known secret or certificate permission.
+pub fn is_known_permission(permission: &str) -> bool {
+    match permission.strip_prefix(CERTIFICATE_PERMISSION_PREFIX) {
+        Some(certificate) => CERTIFICATE_PERMISSIONS.contains(&certificate),
+        None => ALL_PERMISSIONS.contains(&permission),
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub aud: String,

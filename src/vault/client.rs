@@ -724,6 +724,12 @@ impl SecretStore for SecretClient {
         self.list_all(url, "(certificates list)").await
     }
 
+    async fn get_certificate(&self, name: &str) -> Result<CertificateBundle, VaultError> {
+        check_name(name)?;
+        let url = self.url(&["certificates", name])?;
+        self.call(Method::GET, url, None, name).await
+    }
+
     async fn get_deleted_secret(&self, name: &str) -> Result<DeletedSecretBundle, VaultError> {
         check_name(name)?;
         let url = self.url(&["deletedsecrets", name])?;

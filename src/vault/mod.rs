@@ -11,7 +11,7 @@ pub mod poll;
 
 use async_trait::async_trait;
 
-use certificate_model::CertificateItem;
+use certificate_model::{CertificateBundle, CertificateItem};
 pub use error::VaultError;
 use model::{
     DeletedSecretBundle, DeletedSecretItem, SecretBundle, SecretItem, SecretSetParameters,
@@ -61,6 +61,10 @@ pub trait SecretStore: Send + Sync + 'static {
     /// `GET /certificates`, following `nextLink` until it is null: the certificates, whose
     /// key and chain are the secret of the same name.
     async fn list_certificates(&self) -> Result<Vec<CertificateItem>, VaultError>;
+
+    /// `GET /certificates/{name}`: the latest version, with its leaf certificate (`cer`), which
+    /// a principal may be allowed to get without the backing secret.
+    async fn get_certificate(&self, name: &str) -> Result<CertificateBundle, VaultError>;
 
     /// `GET /deletedsecrets/{name}`.
     async fn get_deleted_secret(&self, name: &str) -> Result<DeletedSecretBundle, VaultError>;

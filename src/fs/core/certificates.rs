@@ -12,13 +12,23 @@
 //! - `key.pem` and `bundle.pem` are there only when the secret holds the key (an exportable
 //!   certificate). A secret that cannot be read as a certificate makes its files fail with EIO
 //!   and a log line naming the certificate (never the value).
+//! - A principal that may get the certificate but not its secret (403 on the secret) sees
+//!   `cert.pem` alone, made from the certificate's `cer` (`GET /certificates/NAME`, cached like
+//!   a value under a key of its own): the chain and the key are only in the secret. While that
+//!   is cached the secret is not asked again; after `--cache-ttl` it is (a permission granted
+//!   since shows every file).
 //! - mtime is the certificate version's `updated` (the backing secret's); sizes are exact.
 
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
 use super::*;
 use crate::certificate_files::{self, Part};
 use crate::fs::inode::{CERTIFICATES_DIR_INO, CERTIFICATES_DIR_NAME};
+use crate::vault::certificate_model::CertificateBundle;
+use crate::vault::model::SecretId;
 
 const CERTIFICATES: &str = "certificates";
 
@@ -26,13 +36,60 @@ const CERTIFICATES: &str = "certificates";
 const CERTIFICATE_FILE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A certificate file's content lives in the values cache under a key no secret name can have,
-/// per version: a version's files never change.
-fn part_key(name: &str, version: &str, part: Part) -> String {
+/// per version and source (the secret, or the leaf alone): a version's files never change.
+fn part_key(data: &SecretData, part: Part) -> String {
+    let source = if is_leaf_only(data) {
+        "certificate-leaf"
+    } else {
+        "certificate"
+    };
     format!(
-        "\u{0}certificate/{}/{version}/{}",
-        name.to_ascii_lowercase(),
+        "\u{0}{source}/{}/{}/{}",
+        data.name.to_ascii_lowercase(),
+        data.version.as_deref().unwrap_or(""),
         part.as_str()
     )
+}
+
+/// Where the certificate's leaf alone is cached, when its secret may not be read.
+fn leaf_only_key(name: &str) -> String {
+    format!("\u{0}certificate-leaf/{}", name.to_ascii_lowercase())
+}
+
+fn is_leaf_only(data: &SecretData) -> bool {
+    data.content_type.as_deref() == Some(certificate_files::CONTENT_TYPE_LEAF_ONLY)
+}
+
+/// The leaf of certificate bundle `bundle` as the value its files are made from.
+fn leaf_only(bundle: CertificateBundle, asked_name: &str) -> Result<SecretData, VaultError> {
+    let invalid = |message: &str| VaultError::InvalidResponse {
+        name: asked_name.to_owned(),
+        message: message.to_owned(),
+    };
+    let der = bundle
+        .cer
+        .as_deref()
+        .and_then(|cer| STANDARD.decode(cer).ok())
+        .ok_or_else(|| invalid("the certificate has no readable `cer`"))?;
+    // The certificate's version is its secret's (`sid`).
+    let sid = bundle.sid.as_deref().and_then(SecretId::parse);
+    let attributes = bundle.attributes.unwrap_or_default();
+    Ok(SecretData {
+        name: sid
+            .as_ref()
+            .map_or_else(|| asked_name.to_owned(), |id| id.name.clone()),
+        id: bundle.sid.clone(),
+        version: sid.and_then(|id| id.version),
+        content: Zeroizing::new(der),
+        encoding: Encoding::Text,
+        enabled: attributes.enabled.unwrap_or(true),
+        content_type: Some(certificate_files::CONTENT_TYPE_LEAF_ONLY.to_owned()),
+        tags: bundle.tags,
+        attributes,
+        managed: Some(true),
+        undecodable: None,
+        read_at: None,
+    })
 }
 
 impl SecretFs {
@@ -69,21 +126,81 @@ impl SecretFs {
             })
     }
 
+    /// What the files of certificate `name` are made from, and for how long it is fresh: the
+    /// current version of its backing secret (cached), or its leaf alone when the principal
+    /// may get the certificate but not the secret.
+    async fn certificate_source(&self, name: &str) -> Result<(Arc<SecretData>, Duration), FsError> {
+        secret_name_or_not_found(name)?;
+        let leaf_key = leaf_only_key(name);
+        // Refused the secret within the TTL: not asked again until then.
+        if let Some(Fetched {
+            value: Some(leaf),
+            valid_for,
+            ..
+        }) = self.values.peek(&leaf_key)
+        {
+            return Ok((leaf, valid_for));
+        }
+        let denied = match self.load_secret(name).await {
+            Ok(fetched) => {
+                let data = fetched.value.ok_or_else(|| FsError::NotFound {
+                    name: name.to_owned(),
+                })?;
+                return Ok((data, fetched.valid_for));
+            }
+            Err(denied @ FsError::AccessDenied { .. }) => denied,
+            Err(other) => return Err(other),
+        };
+        let fetched = self
+            .values
+            .get_or_load(
+                &leaf_key,
+                || async {
+                    match self.store.get_certificate(name).await {
+                        Ok(bundle) => leaf_only(bundle, name).map(Some),
+                        Err(VaultError::NotFound { .. }) => Ok(None),
+                        Err(error) => Err(error),
+                    }
+                },
+                is_transient,
+            )
+            .await;
+        match fetched {
+            Ok(Fetched {
+                value: Some(leaf),
+                valid_for,
+                ..
+            }) => {
+                info!(
+                    certificate = name,
+                    "the certificate's secret may not be read: only cert.pem is shown, from the \
+                     certificate"
+                );
+                Ok((leaf, valid_for))
+            }
+            Ok(_) => Err(denied),
+            Err(error) => {
+                warn!(certificate = name, %error, "cannot get the certificate either");
+                Err(denied)
+            }
+        }
+    }
+
+    /// What certificate `name`'s files are made from now (its version is what a hook on one
+    /// of them watches).
+    pub(crate) async fn certificate_value(&self, name: &str) -> Result<Arc<SecretData>, FsError> {
+        Ok(self.certificate_source(name).await?.0)
+    }
+
     /// File `part` of certificate `name`, made from the current version of its backing secret
-    /// (cached). `Ok(None)`: the certificate has no such file (no exportable key).
+    /// (cached). `Ok(None)`: the certificate has no such file (no exportable key, or only its
+    /// leaf may be read).
     pub(crate) async fn certificate_part(
         &self,
         name: &str,
         part: Part,
     ) -> Result<Option<Arc<SecretData>>, FsError> {
-        secret_name_or_not_found(name)?;
-        let data = self
-            .load_secret(name)
-            .await?
-            .value
-            .ok_or_else(|| FsError::NotFound {
-                name: name.to_owned(),
-            })?;
+        let (data, _) = self.certificate_source(name).await?;
         self.part_of(&data, part)
     }
 
@@ -106,8 +223,7 @@ impl SecretFs {
                 name: format!("{CERTIFICATES_DIR_NAME}/{}", data.name),
             });
         }
-        let version = data.version.as_deref().unwrap_or("");
-        let key = part_key(&data.name, version, part);
+        let key = part_key(data, part);
         if let Some(kept) = self.values.peek_stale(&key) {
             return Ok(Some(kept));
         }
@@ -184,10 +300,7 @@ impl SecretFs {
         name: &str,
         part: Part,
     ) -> Result<Entry, FsError> {
-        let fetched = self.load_secret(name).await?;
-        let data = fetched.value.ok_or_else(|| FsError::NotFound {
-            name: name.to_owned(),
-        })?;
+        let (data, valid_for) = self.certificate_source(name).await?;
         let file = self
             .part_of(&data, part)?
             .ok_or_else(|| FsError::NotFound {
@@ -204,8 +317,7 @@ impl SecretFs {
         // caches, not these: a short TTL bounds how long a stale size can be shown.
         Ok(Entry {
             attr,
-            ttl: fetched
-                .valid_for
+            ttl: valid_for
                 .min(self.config.cache_ttl)
                 .min(CERTIFICATE_FILE_TTL),
         })
@@ -260,12 +372,15 @@ impl SecretFs {
                 }
             }
             NodeKey::CertificateDir(cert_key) => {
-                let has_key = self.certificate_part(name, Part::Key).await?.is_some();
-                let mut inodes = self.inodes.lock();
+                let (data, _) = self.certificate_source(name).await?;
+                let mut present = Vec::new();
                 for part in Part::ALL {
-                    if part.needs_key() && !has_key {
-                        continue;
+                    if self.part_of(&data, part)?.is_some() {
+                        present.push(part);
                     }
+                }
+                let mut inodes = self.inodes.lock();
+                for part in present {
                     let ino =
                         inodes.ino_for(NodeKey::CertificateFile(cert_key.clone(), part), name);
                     names.push((ino, FileKind::File, part.file_name(name)));

@@ -28,8 +28,8 @@ impl ProjectedFs {
                     file = path,
                     certificate,
                     part = part.as_str(),
-                    "the certificate's secret holds no private key (not exportable): the file is \
-                     not there"
+                    "the certificate has no such part (its key is not exportable, or only the \
+                     certificate may be read, not its secret): the file is not there"
                 );
                 Err(FsError::NotFound {
                     name: path.to_owned(),

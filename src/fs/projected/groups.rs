@@ -206,14 +206,16 @@ impl ProjectedFs {
             return;
         };
         let now = match &resolved {
-            Resolved::Secret { secret, .. }
-            | Resolved::Certificate {
-                certificate: secret,
-                ..
-            } => match self.vault.current_value(secret).await {
+            Resolved::Secret { secret, .. } => match self.vault.current_value(secret).await {
                 Ok(data) => data.and_then(|d| d.version.clone()),
                 Err(_) => return,
             },
+            Resolved::Certificate { certificate, .. } => {
+                match self.vault.certificate_value(certificate).await {
+                    Ok(data) => data.version.clone(),
+                    Err(_) => return,
+                }
+            }
             Resolved::Rendered { entry, .. } => match self.render(tree, path, entry).await {
                 Ok(_) => tree.renders.fingerprint(path),
                 Err(_) => return,

@@ -92,14 +92,12 @@ async fn dispatch(st: &Arc<Shared>, path: &str, req: Request) -> Result<Response
         }
         (Method::POST, "principals") => {
             let p: PrincipalRequest = read_admin_json(req).await?;
-            if let Some(bad) = p
-                .permissions
-                .iter()
-                .find(|x| !auth::ALL_PERMISSIONS.contains(&x.as_str()))
-            {
+            if let Some(bad) = p.permissions.iter().find(|x| !auth::is_known_permission(x)) {
                 return Err(ApiError::bad_parameter(format!(
-                    "`permissions`: unknown permission {bad}; known: {}",
-                    auth::ALL_PERMISSIONS.join(", ")
+                    "`permissions`: unknown permission {bad}; known: {}, and certificates/ + one \
+                     of {}",
+                    auth::ALL_PERMISSIONS.join(", "),
+                    auth::CERTIFICATE_PERMISSIONS.join(", ")
                 )));
             }
             let shared = st.clone();

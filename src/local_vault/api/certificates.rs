@@ -65,11 +65,26 @@ impl CertOp {
         }
     }
 
-    /// The access-policy permission it needs. The local vault's principals hold one set of
-    /// permissions for secrets and certificates: import and update need `set`.
+    /// The secret permission it needs from a principal given no `certificates/…` permission
+    /// (one set of permissions for secrets and certificates): import and update need `set`.
     pub fn permission(&self) -> &'static str {
         match self {
             CertOp::Import(_) | CertOp::Update(..) => "set",
+            CertOp::Get(..) | CertOp::GetPolicy(_) | CertOp::GetDeleted(_) => "get",
+            CertOp::Unsupported(_) => "get",
+            CertOp::Delete(_) => "delete",
+            CertOp::List | CertOp::ListVersions(_) | CertOp::ListDeleted => "list",
+            CertOp::Purge(_) => "purge",
+            CertOp::Recover(_) => "recover",
+        }
+    }
+
+    /// The certificate permission of an access policy it needs (for a principal given
+    /// `certificates/…` permissions).
+    pub fn certificate_permission(&self) -> &'static str {
+        match self {
+            CertOp::Import(_) => "import",
+            CertOp::Update(..) => "update",
             CertOp::Get(..) | CertOp::GetPolicy(_) | CertOp::GetDeleted(_) => "get",
             CertOp::Unsupported(_) => "get",
             CertOp::Delete(_) => "delete",

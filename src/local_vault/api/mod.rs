@@ -104,6 +104,26 @@ impl VaultOp {
         }
     }
 
+    /// The permission a principal holding `held` needs for the operation, as its list spells
+    /// it. A certificate operation needs a `certificates/…` permission when the principal holds
+    /// any (an access policy of its own for certificates), else the secret permission.
+    fn permission_needed(&self, held: &[String]) -> String {
+        match self {
+            VaultOp::Certificate(op)
+                if held
+                    .iter()
+                    .any(|p| p.starts_with(super::auth::CERTIFICATE_PERMISSION_PREFIX)) =>
+            {
+                format!(
+                    "{}{}",
+                    super::auth::CERTIFICATE_PERMISSION_PREFIX,
+                    op.certificate_permission()
+                )
+            }
+            _ => self.permission().to_owned(),
+        }
+    }
+
     /// The access-policy permission the operation needs.
     fn permission(&self) -> &'static str {
         match self {

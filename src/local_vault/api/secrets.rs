@@ -176,15 +176,20 @@ pub(super) async fn vault_op(
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(&req);
     let api_version = check_api_version(st, &pairs)?;
-    let permitted = st
-        .principals
-        .read()
-        .get(&claims.appid)
-        .is_some_and(|p| p.permissions.iter().any(|x| x == op.permission()));
-    if !permitted {
+    let denied = match st.principals.read().get(&claims.appid) {
+        Some(p) => {
+            let needed = op.permission_needed(&p.permissions);
+            (!p.permissions.contains(&needed)).then_some(needed)
+        }
+        None => Some(op.permission().to_owned()),
+    };
+    if let Some(needed) = denied {
+        let word = needed
+            .strip_prefix(auth::CERTIFICATE_PERMISSION_PREFIX)
+            .unwrap_or(&needed);
         return Err(ApiError::forbidden_by_policy_of(
             op.kind(),
-            op.permission(),
+            word,
             &claims.appid,
         ));
     }
