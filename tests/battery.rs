@@ -616,19 +616,7 @@ fn errno_row_erofs_on_a_read_only_mount() {
 fn errno_row_eacces_when_the_access_policy_forbids() {
     let m = LocalMount::start(&[]);
     m.other_set("guarded", "not-for-you");
-    let principal = m
-        .block_on(m.admin().create_principal(&["list"]))
-        .expect("principal");
-    let ca = m.env.ca_file.display().to_string();
-    let restricted = UrlMount::start(
-        &m.env.vault_url,
-        &["--ca-file", &ca, "--auth", "env"],
-        &env_credential(
-            &m.env,
-            &principal.client_id,
-            principal.client_secret.expose(),
-        ),
-    );
+    let restricted = m.mount_as(&["list"], &[]);
     assert_rows(&[
         row(
             "read without get permission",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::programs::{sha256_fingerprint, Nginx};
-use common::{env_credential, need_tool, sh, sh_ok, LocalMount, UrlMount};
+use common::{need_tool, sh, sh_ok, LocalMount};
 
 use akvfs::secret_value::SecretValue;
 use akvfs::vault::certificate_model::{
@@ -393,22 +393,9 @@ fn a_principal_that_may_get_the_certificate_but_not_its_secret_sees_cert_pem_alo
         PKCS12,
         true,
     );
-    let principal = vault
-        .block_on(vault.admin().create_principal(&[
-            "list",
-            "certificates/get",
-            "certificates/list",
-        ]))
-        .expect("principal");
-    let ca = vault.env.ca_file.display().to_string();
-    let m = UrlMount::start(
-        &vault.env.vault_url,
-        &["--ca-file", &ca, "--auth", "env", "--cache-ttl", "60s"],
-        &env_credential(
-            &vault.env,
-            &principal.client_id,
-            principal.client_secret.expose(),
-        ),
+    let m = vault.mount_as(
+        &["list", "certificates/get", "certificates/list"],
+        &["--cache-ttl", "60s"],
     );
     vault.reset_counters();
     let dir = m.path(".certificates/public-only");

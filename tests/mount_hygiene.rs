@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{akvfs_bin, env_credential, py, sh_ok, LocalMount, UrlMount};
+use common::{akvfs_bin, py, sh_ok, LocalMount};
 
 /// `os.statvfs` of the mount: (size, available) in bytes.
 fn space(m: &LocalMount) -> (u64, u64) {
@@ -224,22 +224,9 @@ fn random_marker(what: &str) -> String {
 #[test]
 fn no_piece_of_an_evicted_overwritten_or_deleted_value_stays_in_the_daemons_memory() {
     let vault = LocalMount::start(&[]);
-    let principal = vault
-        .block_on(
-            vault
-                .admin()
-                .create_principal(&["get", "list", "set", "delete", "recover"]),
-        )
-        .expect("principal");
-    let ca = vault.env.ca_file.display().to_string();
-    let m = UrlMount::start(
-        &vault.env.vault_url,
-        &["--ca-file", &ca, "--auth", "env", "--cache-size", "65536"],
-        &env_credential(
-            &vault.env,
-            &principal.client_id,
-            principal.client_secret.expose(),
-        ),
+    let m = vault.mount_as(
+        &["get", "list", "set", "delete", "recover"],
+        &["--cache-size", "65536"],
     );
     let pid = m.pid().expect("pid");
     let markers: Vec<String> = ["evicted", "overwritten", "deleted"]

@@ -1082,6 +1082,18 @@ fn certificate_pem(cn: &str) -> String {
     format!("{}{}", key.serialize_pem(), cert.pem())
 }
 
+/// The names directory `ino` lists, without `.` and `..`.
+async fn names_in(fs: &SecretFs, ino: u64) -> Vec<String> {
+    let fh = fs.opendir(ino).expect("opendir");
+    let entries = fs.readdir(ino, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    entries
+        .iter()
+        .map(|e| e.name.clone())
+        .filter(|name| name != "." && name != "..")
+        .collect()
+}
+
 async fn read_ino(fs: &SecretFs, ino: u64) -> Result<Vec<u8>, FsError> {
     let opened = fs.open(ino, READ).await?;
     let data = fs.read(opened.fh, 0, 1 << 20).await?;
@@ -1108,15 +1120,7 @@ async fn certificates_show_their_files_from_one_get_of_the_backing_secret() {
     assert_eq!(store.calls("list_certificates"), 1);
     let dir = fs.lookup(CERTIFICATES_DIR_INO, "web").await.expect("dir");
     assert_eq!(dir.attr.kind, FileKind::Directory);
-    let fh = fs.opendir(dir.attr.ino).expect("opendir");
-    let files: Vec<String> = fs
-        .readdir(dir.attr.ino, fh, 0)
-        .await
-        .expect("readdir")
-        .iter()
-        .skip(2)
-        .map(|e| e.name.clone())
-        .collect();
+    let files = names_in(&fs, dir.attr.ino).await;
     assert_eq!(
         files,
         [
@@ -1192,15 +1196,7 @@ async fn a_certificate_whose_secret_is_forbidden_shows_its_leaf_alone() {
     store.seed_certificate("Leaf", &pem, "application/x-pem-file");
     store.forbid_secret("leaf");
     let dir = fs.lookup(CERTIFICATES_DIR_INO, "leaf").await.expect("dir");
-    let fh = fs.opendir(dir.attr.ino).expect("opendir");
-    let files: Vec<String> = fs
-        .readdir(dir.attr.ino, fh, 0)
-        .await
-        .expect("readdir")
-        .iter()
-        .skip(2)
-        .map(|e| e.name.clone())
-        .collect();
+    let files = names_in(&fs, dir.attr.ino).await;
     assert_eq!(
         files,
         ["cert.pem"],

@@ -325,6 +325,27 @@ pub fn sh_ok(dir: &Path, script: &str) -> String {
 }
 
 impl LocalMount {
+    /// A second `akvfs mount` of this mount's vault (its own process, `--auth env`) signed in
+    /// as a new principal holding `permissions` (see `AdminClient::create_principal`), with
+    /// `extra` arguments.
+    pub fn mount_as(&self, permissions: &[&str], extra: &[&str]) -> UrlMount {
+        let principal = self
+            .block_on(self.admin().create_principal(permissions))
+            .expect("principal");
+        let ca = self.env.ca_file.display().to_string();
+        let mut args = vec!["--ca-file", ca.as_str(), "--auth", "env"];
+        args.extend_from_slice(extra);
+        UrlMount::start(
+            &self.env.vault_url,
+            &args,
+            &env_credential(
+                &self.env,
+                &principal.client_id,
+                principal.client_secret.expose(),
+            ),
+        )
+    }
+
     /// The local vault's admin client (fault injection, clock).
     pub fn admin(&self) -> &AdminClient {
         &self.admin
