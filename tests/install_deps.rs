@@ -53,7 +53,7 @@ fn run(script: &str, bin: &Path) -> Output {
 }
 
 const EVERY_PACKAGE: &str =
-    "fuse3 mount util-linux python3 attr vim nano tmux rsync perl dash jq default-jre-headless nginx curl openssl openssh-client postgresql-client python3-venv postgresql";
+    "fuse3 mount util-linux python3 attr vim nano tmux rsync perl dash jq default-jre-headless nginx curl openssl openssh-client nodejs npm postgresql-client python3-venv postgresql";
 
 #[test]
 fn install_deps_names_everything_missing_at_once_when_it_cannot_install() {
@@ -72,6 +72,8 @@ fn install_deps_names_everything_missing_at_once_when_it_cannot_install() {
         "python3-venv",
         "nginx",
         "ssh-keygen",
+        "node (Debian package nodejs)",
+        "npm (Debian package npm)",
         "psql",
         "PostgreSQL server",
         "cargo",

@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use akvfs::local_vault::{LocalVault, LocalVaultConfig};
+mod common;
+
+use common::sdk::SdkVaults;
 
 /// The number after `# NAME ` in the TAP reporter's summary.
 fn summary_count(tap: &str, name: &str) -> Option<u64> {
@@ -53,32 +55,12 @@ async fn official_javascript_sdk_conformance_suite() {
         eprintln!("skipping: no node or no tests/sdk-js/node_modules (run scripts/js-sdk)");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vault = LocalVault::start(LocalVaultConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: Some(dir.path().to_path_buf()),
-        deletion_delay: Duration::from_millis(300),
-        // The SDKs' default api-versions (secrets 2026-04-01, certificates 2025-07-01) must be
-        // ones the strict vault knows.
-        strict_api_version: true,
-        ..LocalVaultConfig::default()
-    })
-    .await
-    .expect("start");
-    let dir_nsd = tempfile::tempdir().expect("tempdir");
-    let no_soft_delete = LocalVault::start(LocalVaultConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: Some(dir_nsd.path().to_path_buf()),
-        soft_delete: false,
-        ..LocalVaultConfig::default()
-    })
-    .await
-    .expect("start");
+    let vaults = SdkVaults::start().await;
     // Node trusts extra CAs only through NODE_EXTRA_CA_CERTS, read once at start: one bundle
     // with both vaults' CAs.
-    let bundle = dir.path().join("node-ca-bundle.pem");
+    let bundle = vaults.scratch().join("node-ca-bundle.pem");
     let mut cas = String::new();
-    for running in [&vault, &no_soft_delete] {
+    for running in [&vaults.vault, &vaults.no_soft_delete] {
         cas.push_str(&std::fs::read_to_string(&running.env().ca_file).expect("read CA"));
         cas.push('\n');
     }
@@ -93,15 +75,11 @@ async fn official_javascript_sdk_conformance_suite() {
             "tests/sdk-js/",
         ])
         .current_dir(root)
-        .env("AKVFS_LOCAL_VAULT_ENV", vault.env_file())
-        .env(
-            "AKVFS_LOCAL_VAULT_ENV_NO_SOFT_DELETE",
-            no_soft_delete.env_file(),
-        )
         .env("NODE_EXTRA_CA_CERTS", &bundle)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .kill_on_drop(true);
+    vaults.name_to(&mut command);
     // Nothing but the env files may configure the credentials.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
@@ -135,6 +113,5 @@ async fn official_javascript_sdk_conformance_suite() {
         assert_eq!(summary_count(&stdout, word), Some(0), "{word}:\n{stdout}");
     }
     eprintln!("{stdout}");
-    vault.shutdown().await;
-    no_soft_delete.shutdown().await;
+    vaults.shutdown().await;
 }

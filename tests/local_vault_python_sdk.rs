@@ -5,9 +5,10 @@
 //! AKVFS_REQUIRE_PYTHON_SDK.
 
 use std::path::Path;
-use std::time::Duration;
 
-use akvfs::local_vault::{LocalVault, LocalVaultConfig};
+mod common;
+
+use common::sdk::SdkVaults;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_sdk_conformance_suite() {
@@ -22,37 +23,13 @@ async fn official_python_sdk_conformance_suite() {
         eprintln!("skipping: no .venv (run scripts/python-venv)");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vault = LocalVault::start(LocalVaultConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: Some(dir.path().to_path_buf()),
-        deletion_delay: Duration::from_millis(300),
-        // The SDK's default api-version must be one the strict vault knows.
-        strict_api_version: true,
-        ..LocalVaultConfig::default()
-    })
-    .await
-    .expect("start");
-    let dir_nsd = tempfile::tempdir().expect("tempdir");
-    let no_soft_delete = LocalVault::start(LocalVaultConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: Some(dir_nsd.path().to_path_buf()),
-        soft_delete: false,
-        ..LocalVaultConfig::default()
-    })
-    .await
-    .expect("start");
-    let out = tokio::process::Command::new(&python)
+    let vaults = SdkVaults::start().await;
+    let mut command = tokio::process::Command::new(&python);
+    command
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(root.join("tests/sdk"))
-        .env("AKVFS_LOCAL_VAULT_ENV", vault.env_file())
-        .env(
-            "AKVFS_LOCAL_VAULT_ENV_NO_SOFT_DELETE",
-            no_soft_delete.env_file(),
-        )
-        .output()
-        .await
-        .expect("run pytest");
+        .arg(root.join("tests/sdk"));
+    vaults.name_to(&mut command);
+    let out = command.output().await.expect("run pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
@@ -62,6 +39,5 @@ async fn official_python_sdk_conformance_suite() {
         assert!(!stdout.contains(word), "pytest reported {word}:\n{stdout}");
     }
     eprintln!("{stdout}");
-    vault.shutdown().await;
-    no_soft_delete.shutdown().await;
+    vaults.shutdown().await;
 }

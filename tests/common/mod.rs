@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod programs;
+pub mod sdk;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -21,9 +21,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 
-import { isRestError } from "@azure/keyvault-secrets";
-
 import {
+  assertServiceError,
   certificateClient,
   counters,
   rejection,
@@ -58,12 +57,6 @@ function makeCertificate(cn, kind) {
     "-subj", `/CN=${cn}`, "-addext", `subjectAltName=DNS:${cn},DNS:www.${cn}`,
   );
   return { key, cert, x509: new X509Certificate(readFileSync(cert)) };
-}
-
-function assertServiceError(error, statusCode, code) {
-  assert.ok(isRestError(error), `not a RestError: ${error}`);
-  assert.equal(error.statusCode, statusCode, error.message);
-  assert.equal(error.code, code, error.message);
 }
 
 /** The certificates (and the key, when asked) of a backing secret's value, as PEM text. */

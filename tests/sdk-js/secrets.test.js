@@ -5,9 +5,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { isRestError } from "@azure/keyvault-secrets";
-
 import {
+  assertServiceError,
   counters,
   rejection,
   resetCounters,
@@ -21,15 +20,6 @@ const client = secretClient();
 // The vault finishes a deletion after 300 ms; poll faster than the SDK's 2 s default so that the
 // pollers do see the deletion in progress.
 const poll = { intervalInMs: 100 };
-
-/** Asserts `error` is the SDK's RestError for the service's error body. */
-function assertServiceError(error, statusCode, code, innerCode) {
-  assert.ok(isRestError(error), `not a RestError: ${error}`);
-  assert.equal(error.statusCode, statusCode, error.message);
-  assert.equal(error.code, code, error.message);
-  assert.equal(error.details?.error?.code, code);
-  assert.equal(error.details?.error?.innerError?.code, innerCode);
-}
 
 function sortedNames(items) {
   return items.map((item) => item.name).sort();

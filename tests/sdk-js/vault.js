@@ -5,12 +5,13 @@
 // sets NODE_EXTRA_CA_CERTS to its CA; by hand:
 //   NODE_EXTRA_CA_CERTS=DIR/ca.pem AKVFS_LOCAL_VAULT_ENV=DIR/env node --test tests/sdk-js/
 
+import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 
 import { ClientSecretCredential } from "@azure/identity";
-import { SecretClient } from "@azure/keyvault-secrets";
+import { isRestError, SecretClient } from "@azure/keyvault-secrets";
 import { CertificateClient } from "@azure/keyvault-certificates";
 
 /** The `export NAME=value` lines of an env file (values single-quoted when they need it). */
@@ -169,4 +170,18 @@ export async function rejection(promise) {
     return error;
   }
   throw new Error("expected the call to fail, it succeeded");
+}
+
+/**
+ * Asserts `error` is the SDK's RestError for the service's error body: its status and code, and,
+ * when `innerCode` is given (even as undefined), the body's inner error code.
+ */
+export function assertServiceError(error, statusCode, code, ...innerCode) {
+  assert.ok(isRestError(error), `not a RestError: ${error}`);
+  assert.equal(error.statusCode, statusCode, error.message);
+  assert.equal(error.code, code, error.message);
+  assert.equal(error.details?.error?.code, code);
+  if (innerCode.length > 0) {
+    assert.equal(error.details?.error?.innerError?.code, innerCode[0]);
+  }
 }
