@@ -199,9 +199,15 @@ fn a_files_signal_goes_to_the_process_in_its_pid_file_when_the_file_changes() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(lines(&got).is_empty(), "no change, no signal");
     m.other_set("app-conf", "v2");
-    wait_for("the signal", Duration::from_secs(15), || {
-        !lines(&got).is_empty()
-    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while lines(&got).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the signal; log:\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(read(&m.path("app.conf")), "v2");
     std::thread::sleep(Duration::from_secs(3));
     let _ = app.kill();
