@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,16 +182,24 @@ fn a_files_signal_goes_to_the_process_in_its_pid_file_when_the_file_changes() {
     )
     .expect("config");
     // A program that reloads on SIGHUP, as daemons do.
-    let mut app = Command::new("sh")
-        .arg("-c")
+    let mut app = Command::new("sh");
+    app.arg("-c")
         .arg(format!(
             "trap 'echo reload >> {got}' HUP; echo $$ > {pid}; while :; do sleep 0.1; done",
             got = got.display(),
             pid = pid_file.display()
         ))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn");
+        .stdin(Stdio::null());
+    // A shell cannot trap a signal ignored when it started (POSIX), as SIGHUP is under nohup:
+    // the app starts with SIGHUP at its default, as a daemon's service manager gives it.
+    // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+    unsafe {
+        app.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut app = app.spawn().expect("spawn");
     wait_for("the pid file", Duration::from_secs(5), || pid_file.exists());
     let path = config.arg();
     let m = LocalMount::start(&["--config", &path, "--refresh", "1s"]);
