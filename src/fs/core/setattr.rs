@@ -20,9 +20,14 @@ impl SecretFs {
         }
         let owner_change = changes.uid.is_some_and(|uid| uid != current.attr.uid)
             || changes.gid.is_some_and(|gid| gid != current.attr.gid);
-        let mode_change = changes
-            .mode
-            .is_some_and(|mode| (mode & 0o7777) as u16 != current.attr.perm);
+        // A scratch file's mode is the mount's, like the secret it will be renamed over: tools
+        // that set the mode of their temporary file before the rename (rsync 3.5 fchmods it to
+        // the source's mode) are let through, and the mode stays what it was.
+        let scratch = matches!(key, NodeKey::Scratch(_));
+        let mode_change = !scratch
+            && changes
+                .mode
+                .is_some_and(|mode| (mode & 0o7777) as u16 != current.attr.perm);
         if owner_change || mode_change {
             warn!(
                 name,
