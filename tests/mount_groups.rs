@@ -44,10 +44,24 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+fn wait_for(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    wait_for_or(what, timeout, done, String::new);
+}
+
+/// `wait_for`, adding `account()` (a daemon's log, say) to the failure.
+fn wait_for_or(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+    account: impl Fn() -> String,
+) {
     let deadline = Instant::now() + timeout;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            account()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -208,15 +222,12 @@ fn a_files_signal_goes_to_the_process_in_its_pid_file_when_the_file_changes() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(lines(&got).is_empty(), "no change, no signal");
     m.other_set("app-conf", "v2");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while lines(&got).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the signal; log:\n{}",
-            m.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_or(
+        "the signal",
+        Duration::from_secs(15),
+        || !lines(&got).is_empty(),
+        || m.log_text(),
+    );
     assert_eq!(read(&m.path("app.conf")), "v2");
     std::thread::sleep(Duration::from_secs(3));
     let _ = app.kill();

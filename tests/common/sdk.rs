@@ -6,6 +6,16 @@ use std::time::Duration;
 use akvfs::local_vault::{LocalVault, LocalVaultConfig};
 use tempfile::TempDir;
 
+/// Whether a suite can run here. When it cannot, the test passes saying so, unless
+/// `require_var` is set (scripts/test sets it after installing the suite, so CI never skips).
+pub fn suite_available(installed: bool, require_var: &str, how_to_install: &str) -> bool {
+    if !installed {
+        assert!(std::env::var_os(require_var).is_none(), "{how_to_install}");
+        eprintln!("skipping: {how_to_install}");
+    }
+    installed
+}
+
 pub struct SdkVaults {
     /// `strict_api_version` on (the SDKs' default api-versions must be ones the vault knows)
     /// and a 300 ms deletion delay, so that the delete pollers see a deletion in progress.
